@@ -1,0 +1,194 @@
+"""The offline TTS voices of Debian, and how to make each one speak.
+
+A :class:`Voice` names an engine, the engine's voice argument and the *speaker* behind
+it. Splits hold out speakers, not voice ids: flite's ``kal16`` and festival's
+``kal_diphone`` are the same man, so they must land on the same side of a split.
+
+Engines:
+
+* ``espeak``: espeak-ng formant voices, every English accent x every variant;
+* ``mbrola``: espeak-ng driving mbrola diphone voices (recorded people), when installed;
+* ``flite``: CMU ARCTIC voices built into flite;
+* ``festival``: festival voices, synthesised in one batch process per group.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+ESPEAK_ACCENTS = (
+    "en-us",
+    "en-gb",
+    "en-gb-scotland",
+    "en-gb-x-gbclan",
+    "en-gb-x-rp",
+    "en-gb-x-gbcwmd",
+    "en-029",
+    "en-us-nyc",
+)
+FLITE_VOICES = {"slt": "slt", "rms": "rms", "awb": "awb", "kal16": "kal"}
+FESTIVAL_VOICES = {
+    "kal_diphone": "kal",
+    "ked_diphone": "ked",
+    "cmu_us_slt_arctic_hts": "slt",
+}
+MBROLA_DIR = Path("/usr/share/mbrola")
+
+
+@dataclass(frozen=True)
+class Voice:
+    """One synthetic voice.
+
+    Attributes:
+        engine: ``espeak``, ``mbrola``, ``flite`` or ``festival``.
+        name: the engine's own voice argument (``en-us+f3``, ``mb-us1``, ``slt`` ...).
+        speaker: identity used for held-out splits (shared across engines).
+    """
+
+    engine: str
+    name: str
+    speaker: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.engine}:{self.name}"
+
+
+@dataclass(frozen=True)
+class Prosody:
+    """Per-utterance variety: rate and pitch multipliers around the voice default."""
+
+    rate: float = 1.0  # > 1 is faster
+    pitch: float = 1.0  # > 1 is higher
+    volume: float = 1.0
+
+
+def espeak_variants() -> list[str]:
+    """Variant names from ``espeak-ng --voices=variant`` (e.g. ``f3``, ``klatt4``)."""
+    out = _run(["espeak-ng", "--voices=variant"]).stdout
+    names = []
+    for line in out.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 5 and fields[4].startswith("!v/"):
+            names.append(fields[4][3:])
+    return sorted(set(names))
+
+
+def mbrola_english_voices() -> list[str]:
+    """mbrola voices that espeak-ng can drive in English and whose data is installed."""
+    if shutil.which("mbrola") is None or not MBROLA_DIR.is_dir():
+        return []
+    out = _run(["espeak-ng", "--voices=mb"]).stdout
+    voices = []
+    for line in out.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 5 or not fields[1].startswith("en"):
+            continue
+        name = fields[4].split("/")[-1]  # mb-us1, mb-de1-en
+        database = re.sub(r"^mb-|-en$", "", name)
+        if (MBROLA_DIR / database).exists():
+            voices.append(name)
+    return sorted(set(voices))
+
+
+def available_voices() -> list[Voice]:
+    """Every voice that the installed engines offer."""
+    voices: list[Voice] = []
+    if shutil.which("espeak-ng"):
+        variants = espeak_variants()
+        for accent in ESPEAK_ACCENTS:
+            voices.append(Voice("espeak", accent, f"espeak-{accent}"))
+            # The variant (timbre) is the speaker: held out across all accents.
+            voices.extend(Voice("espeak", f"{accent}+{v}", f"espeak+{v}") for v in variants)
+        voices.extend(Voice("mbrola", name, name) for name in mbrola_english_voices())
+    else:
+        log.warning("espeak-ng not installed: no espeak or mbrola voices")
+    if shutil.which("flite"):
+        voices.extend(Voice("flite", n, s) for n, s in FLITE_VOICES.items())
+    else:
+        log.warning("flite not installed")
+    if shutil.which("festival"):
+        for name, speaker in FESTIVAL_VOICES.items():
+            if _festival_voice_installed(name):
+                voices.append(Voice("festival", name, speaker))
+    else:
+        log.warning("festival not installed")
+    return voices
+
+
+def _festival_voice_installed(name: str) -> bool:
+    return any(Path("/usr/share/festival/voices").glob(f"*/{name}"))
+
+
+def _run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
+
+
+def synthesize(voice: Voice, text: str, prosody: Prosody, out: Path) -> None:
+    """Synthesise one utterance to a wav file (any rate); raises RuntimeError on failure."""
+    if voice.engine in ("espeak", "mbrola"):
+        cmd = [
+            "espeak-ng",
+            "-v",
+            voice.name,
+            "-s",
+            str(int(round(165 * prosody.rate))),
+            "-p",
+            str(int(min(99, max(0, round(50 * prosody.pitch))))),
+            "-a",
+            str(int(min(200, max(10, round(100 * prosody.volume))))),
+            "-w",
+            str(out),
+            text,
+        ]
+    elif voice.engine == "flite":
+        cmd = ["flite", "-voice", voice.name, "--setf", f"duration_stretch={1.0 / prosody.rate:.3f}"]
+        if voice.name != "kal16":  # the diphone voice ignores the f0 target
+            cmd += ["--setf", f"int_f0_target_mean={_flite_f0(voice.name) * prosody.pitch:.1f}"]
+        cmd += ["-t", text, "-o", str(out)]
+    elif voice.engine == "festival":
+        synthesize_festival_batch(voice, [(text, prosody, out)])
+        return
+    else:
+        raise ValueError(f"expected a known engine, got {voice.engine!r}")
+    result = _run(cmd, timeout=120)
+    if result.returncode != 0 or not out.exists() or out.stat().st_size <= 44:
+        raise RuntimeError(f"{voice.id} failed on {text!r}: {result.stderr.strip()[:200]}")
+
+
+def _flite_f0(name: str) -> float:
+    return {"slt": 170.0, "rms": 105.0, "awb": 110.0}.get(name, 120.0)
+
+
+def _scheme_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def synthesize_festival_batch(voice: Voice, items: list[tuple[str, Prosody, Path]]) -> None:
+    """Synthesise many utterances of one festival voice in a single process.
+
+    Per-call start-up dominates festival's cost, so one ``festival --batch`` script
+    holds every utterance. Missing outputs are left for the caller to detect.
+    """
+    if not items:
+        return
+    lines = [f"(voice_{voice.name})"]
+    for text, prosody, out in items:
+        lines.append(f"(Parameter.set 'Duration_Stretch {1.0 / prosody.rate:.3f})")
+        lines.append(
+            f"(utt.save.wave (utt.synth (Utterance Text {_scheme_string(text)})) "
+            f"{_scheme_string(str(out))} 'riff)"
+        )
+    script = items[0][2].with_suffix(".scm")
+    script.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = _run(["festival", "--batch", str(script)], timeout=60 + 10 * len(items))
+    script.unlink(missing_ok=True)
+    if result.returncode != 0:
+        log.warning("festival %s exited %d: %s", voice.name, result.returncode, result.stderr[:200])

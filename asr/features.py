@@ -1,0 +1,164 @@
+"""80-dim log-mel features: whole-utterance, streaming, and global normalisation.
+
+Frames are 25 ms windows every 10 ms with no centre padding, so frame ``t`` covers
+samples ``[160 t, 160 t + 400)``. That makes streaming trivial and exact: the streaming
+extractor keeps the samples that do not yet fill a window and emits the same frames as
+the whole-utterance path, whatever the chunking.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from typing import Any
+
+import librosa
+import numpy as np
+import torch
+
+from asr.audio import SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Log-mel parameters (saved in every checkpoint)."""
+
+    sample_rate: int = SAMPLE_RATE
+    n_fft: int = 512
+    win_length: int = 400  # 25 ms
+    hop_length: int = 160  # 10 ms
+    n_mels: int = 80
+    f_min: float = 20.0
+    f_max: float = 7600.0
+    log_floor: float = 1e-6
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FeatureConfig:
+        return cls(**d)
+
+
+@lru_cache(maxsize=8)
+def _mel_basis(config: FeatureConfig) -> torch.Tensor:
+    fb = librosa.filters.mel(
+        sr=config.sample_rate,
+        n_fft=config.n_fft,
+        n_mels=config.n_mels,
+        fmin=config.f_min,
+        fmax=config.f_max,
+    )
+    return torch.from_numpy(fb.T.astype(np.float32)).contiguous()  # (F, M)
+
+
+@lru_cache(maxsize=8)
+def _window(config: FeatureConfig) -> torch.Tensor:
+    return torch.hann_window(config.win_length, periodic=True, dtype=torch.float32)
+
+
+def num_frames(num_samples: int, config: FeatureConfig = FeatureConfig()) -> int:
+    """Frames produced by ``num_samples`` samples (0 when shorter than one window)."""
+    if num_samples < config.win_length:
+        return 0
+    return 1 + (num_samples - config.win_length) // config.hop_length
+
+
+def log_mel(audio: np.ndarray | torch.Tensor, config: FeatureConfig = FeatureConfig()) -> torch.Tensor:
+    """Log-mel features of a whole utterance.
+
+    Args:
+        audio: 1-D float waveform at ``config.sample_rate``.
+
+    Returns:
+        ``(T, n_mels)`` float32 tensor, ``T = num_frames(len(audio))``.
+    """
+    x = torch.as_tensor(np.asarray(audio, dtype=np.float32) if not torch.is_tensor(audio) else audio)
+    if x.dim() != 1:
+        raise ValueError(f"expected 1-D audio, got shape {tuple(x.shape)}")
+    x = x.to(torch.float32)
+    n = num_frames(x.numel(), config)
+    if n == 0:
+        return torch.zeros(0, config.n_mels)
+    frames = x.unfold(0, config.win_length, config.hop_length)[:n] * _window(config)  # (T, W)
+    # torch.stft would do the same; explicit framing keeps each frame independent of
+    # how many frames are computed together.
+    spec = torch.fft.rfft(frames, n=config.n_fft)  # (T, F)
+    power = spec.real.square() + spec.imag.square()
+    mel = power @ _mel_basis(config)  # (T, M)
+    return torch.log(mel + config.log_floor)
+
+
+class StreamingFeatureExtractor:
+    """Log-mel for audio arriving in chunks of any size.
+
+    ``accept(chunk)`` returns the frames completed by that chunk; concatenated, they
+    equal :func:`log_mel` of the concatenated audio.
+    """
+
+    def __init__(self, config: FeatureConfig = FeatureConfig()) -> None:
+        self.config = config
+        self._buffer = np.zeros(0, np.float32)
+        self.frames_emitted = 0
+
+    def accept(self, chunk: np.ndarray) -> torch.Tensor:
+        chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
+        buf = np.concatenate([self._buffer, chunk]) if len(self._buffer) else chunk
+        n = num_frames(len(buf), self.config)
+        if n == 0:
+            self._buffer = buf.copy()
+            return torch.zeros(0, self.config.n_mels)
+        feats = log_mel(buf[: (n - 1) * self.config.hop_length + self.config.win_length], self.config)
+        self._buffer = buf[n * self.config.hop_length :].copy()
+        self.frames_emitted += n
+        return feats
+
+    def reset(self) -> None:
+        self._buffer = np.zeros(0, np.float32)
+        self.frames_emitted = 0
+
+
+class Normalizer:
+    """Global per-dimension mean/std normalisation (never per utterance)."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        if mean.shape != std.shape or mean.dim() != 1:
+            raise ValueError(f"expected 1-D mean and std of one shape, got {mean.shape}, {std.shape}")
+        self.mean = mean.float()
+        self.std = std.float().clamp_min(1e-5)
+
+    def __call__(self, feats: torch.Tensor) -> torch.Tensor:
+        return (feats - self.mean) / self.std
+
+    @classmethod
+    def identity(cls, dim: int) -> Normalizer:
+        return cls(torch.zeros(dim), torch.ones(dim))
+
+    def to_dict(self) -> dict[str, torch.Tensor]:
+        return {"mean": self.mean.clone(), "std": self.std.clone()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, torch.Tensor]) -> Normalizer:
+        return cls(torch.as_tensor(d["mean"]), torch.as_tensor(d["std"]))
+
+
+class NormalizerStats:
+    """Running sums for fitting a :class:`Normalizer` over many utterances."""
+
+    def __init__(self, dim: int) -> None:
+        self.count = 0
+        self.sum = torch.zeros(dim, dtype=torch.float64)
+        self.sum_sq = torch.zeros(dim, dtype=torch.float64)
+
+    def update(self, feats: torch.Tensor) -> None:
+        f = feats.to(torch.float64)
+        self.count += f.shape[0]
+        self.sum += f.sum(0)
+        self.sum_sq += f.square().sum(0)
+
+    def normalizer(self) -> Normalizer:
+        if self.count == 0:
+            raise ValueError("expected at least one frame to fit the normaliser, got none")
+        mean = self.sum / self.count
+        var = (self.sum_sq / self.count - mean.square()).clamp_min(1e-10)
+        return Normalizer(mean.float(), var.sqrt().float())

@@ -1,0 +1,130 @@
+"""CTC acoustic models: a streaming unidirectional LSTM and an offline BiLSTM.
+
+Both share one front end: 80-dim log-mel frames are stacked 3 at a time into 30 ms
+steps, projected, then fed to the LSTM stack and a linear CTC head (blank = 0).
+
+The streaming model carries its state explicitly::
+
+    log_probs, out_lengths, state = model(x, lengths, state)
+
+Feeding an utterance in chunks (each a multiple of ``stack`` frames) with the state
+carried over gives the same log-probs as one whole-utterance call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+LSTMState = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (layers * dirs, B, H)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of an acoustic model (saved in the checkpoint)."""
+
+    n_mels: int = 80
+    stack: int = 3  # frames per step: 3 x 10 ms = 30 ms
+    proj_dim: int = 320
+    hidden: int = 320
+    layers: int = 4
+    bidirectional: bool = False
+    vocab_size: int = 29
+    dropout: float = 0.1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        return cls(**d)
+
+    @property
+    def kind(self) -> str:
+        return "offline" if self.bidirectional else "streaming"
+
+
+STREAMING_DEFAULT = ModelConfig()
+OFFLINE_DEFAULT = ModelConfig(hidden=256, layers=3, bidirectional=True)
+
+
+class CTCModel(nn.Module):
+    """Projection -> (Bi)LSTM stack -> linear CTC head, with log-softmax output."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.proj = nn.Sequential(
+            nn.Linear(config.n_mels * config.stack, config.proj_dim),
+            nn.LayerNorm(config.proj_dim),
+            nn.ReLU(),
+            nn.Dropout(config.dropout),
+        )
+        self.lstm = nn.LSTM(
+            config.proj_dim,
+            config.hidden,
+            num_layers=config.layers,
+            batch_first=True,
+            bidirectional=config.bidirectional,
+            dropout=config.dropout if config.layers > 1 else 0.0,
+        )
+        out_dim = config.hidden * (2 if config.bidirectional else 1)
+        self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(out_dim, config.vocab_size))
+
+    def stack_frames(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, M) frames -> (B, T // stack, M * stack) steps; trailing frames dropped."""
+        k = self.config.stack
+        b, t, m = x.shape
+        steps = t // k
+        x = x[:, : steps * k].reshape(b, steps, k * m)  # (B, T', k*M)
+        return x, torch.div(lengths, k, rounding_mode="floor")
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        lengths: torch.Tensor,
+        state: LSTMState | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, LSTMState]:
+        """Run the model.
+
+        Args:
+            x: ``(B, T, n_mels)`` normalised log-mel frames.
+            lengths: ``(B,)`` valid frames per row.
+            state: ``(h, c)`` from the previous chunk (streaming model only), or None.
+
+        Returns:
+            ``(log_probs (B, T', V), out_lengths (B,), state)``. For padded rows, the
+            returned state is the one after each row's last valid step.
+        """
+        if x.dim() != 3 or x.shape[-1] != self.config.n_mels:
+            raise ValueError(f"expected (B, T, {self.config.n_mels}) features, got {tuple(x.shape)}")
+        if state is not None and self.config.bidirectional:
+            raise ValueError("expected state=None for a bidirectional model (it needs the whole input)")
+        x, out_lengths = self.stack_frames(x, lengths)
+        b, steps, _ = x.shape
+        h = self.proj(x)  # (B, T', P)
+        if steps == 0:
+            empty = torch.zeros(b, 0, self.config.vocab_size, dtype=h.dtype, device=h.device)
+            return empty, out_lengths, state if state is not None else self.initial_state(b, h.device)
+        if bool((out_lengths == steps).all()):
+            y, new_state = self.lstm(h, state)  # (B, T', H*dirs)
+        else:
+            packed = pack_padded_sequence(
+                h, out_lengths.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False
+            )
+            y_packed, new_state = self.lstm(packed, state)
+            y, _ = pad_packed_sequence(y_packed, batch_first=True, total_length=steps)
+        logits = self.head(y)  # (B, T', V)
+        return logits.log_softmax(-1), out_lengths, new_state
+
+    def initial_state(self, batch: int, device: torch.device | None = None) -> LSTMState:
+        n = self.config.layers * (2 if self.config.bidirectional else 1)
+        zeros = torch.zeros(n, batch, self.config.hidden, device=device)
+        return zeros, zeros.clone()
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
