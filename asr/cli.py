@@ -28,6 +28,14 @@ def _corpus_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _corpus_smoke(args: argparse.Namespace) -> int:
+    from asr.corpus.smoke import build_smoke_set
+
+    manifest = build_smoke_set(args.out)
+    print(f"smoke set manifest: {manifest}")
+    return 0
+
+
 def _add_corpus(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     corpus = sub.add_parser(
         "corpus",
@@ -55,6 +63,132 @@ def _add_corpus(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     build.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     build.set_defaults(func=_corpus_build)
+    smoke = csub.add_parser(
+        "smoke",
+        help="collect the real-speech smoke set (Debian's transcribed human clips)",
+        description=(
+            "Copy the transcribed human recordings of pocketsphinx-testdata and alsa-utils (~20 clips, "
+            "~120 words) to 16 kHz wav with a manifest. Evaluation only."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    smoke.add_argument("--out", default="data/smoke", help="output folder")
+    smoke.set_defaults(func=_corpus_smoke)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from asr.train import TrainConfig, run_training
+
+    config = TrainConfig(
+        out_dir=args.out,
+        train_manifests=args.train,
+        dev_manifest=args.dev,
+        kind=args.kind,
+        hidden=args.hidden,
+        layers=args.layers,
+        proj_dim=args.proj_dim,
+        dropout=args.dropout,
+        max_steps=args.steps,
+        max_frames=args.batch_frames,
+        lr=args.lr,
+        warmup_steps=args.warmup,
+        lr_half_life=args.lr_half_life,
+        grad_clip=args.grad_clip,
+        specaugment=not args.no_specaugment,
+        eval_every=args.eval_every,
+        save_every=args.save_every,
+        log_every=args.log_every,
+        seed=args.seed,
+        threads=args.threads,
+        device=args.device,
+        feature_jobs=args.feature_jobs,
+        cache_dir=args.cache_dir,
+        max_wall_minutes=args.max_minutes,
+    )
+    best = run_training(config)
+    print(f"best checkpoint: {best}")
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a streaming (uni-LSTM) or offline (BiLSTM) CTC model",
+        description=(
+            "CTC training with AdamW, warm-up + exponential decay, gradient clipping, SpecAugment "
+            "and length-bucketed batches. Features are cached under --cache-dir. Re-running with "
+            "the same --out resumes exactly from OUT/last.pt; the best dev-CER model is OUT/best.pt. "
+            "For several processes: torchrun --nproc_per_node N -m asr.cli train ..."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--kind", choices=["streaming", "offline"], default="streaming", help="model type")
+    p.add_argument("--train", nargs="+", required=True, metavar="MANIFEST", help="JSONL training manifest(s)")
+    p.add_argument("--dev", metavar="MANIFEST", help="JSONL dev manifest for periodic greedy CER/WER")
+    p.add_argument("--out", required=True, help="run folder (resume state, best checkpoint, log)")
+    p.add_argument("--steps", type=int, default=20000, help="total optimizer steps")
+    p.add_argument("--batch-frames", type=int, default=16000, help="padded 10 ms frames per batch")
+    p.add_argument("--lr", type=float, default=1.5e-3, help="peak learning rate")
+    p.add_argument("--warmup", type=int, default=600, help="warm-up steps")
+    p.add_argument("--lr-half-life", type=int, default=4000, help="steps per halving of the lr")
+    p.add_argument("--grad-clip", type=float, default=5.0, help="gradient-norm clip")
+    p.add_argument("--hidden", type=int, default=None, help="LSTM units (per direction)")
+    p.add_argument("--layers", type=int, default=None, help="LSTM layers")
+    p.add_argument("--proj-dim", type=int, default=None, help="input projection size")
+    p.add_argument("--dropout", type=float, default=0.1, help="dropout")
+    p.add_argument("--no-specaugment", action="store_true", help="disable SpecAugment")
+    p.add_argument("--eval-every", type=int, default=500, help="steps between dev evaluations")
+    p.add_argument("--save-every", type=int, default=250, help="steps between resume saves")
+    p.add_argument("--log-every", type=int, default=25, help="steps between progress lines")
+    p.add_argument("--seed", type=int, default=1234, help="random seed")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument(
+        "--feature-jobs", type=int, default=os.cpu_count() or 1, help="processes for feature caching"
+    )
+    p.add_argument("--cache-dir", default="data/feats", help="feature cache folder")
+    p.add_argument("--max-minutes", type=float, default=0.0, help="stop and save after this many minutes")
+    p.set_defaults(func=_train)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from asr.evaluate import evaluate_manifest
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result, rows = evaluate_manifest(args.model, args.manifest, limit=args.limit, progress=not args.json)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        if args.show:
+            for row in rows[: args.show]:
+                print(f"REF: {row['ref']}\nHYP: {row['hyp']}\n")
+        print(
+            f"{result.utterances} utterances ({result.failed} failed), {result.audio_seconds / 60:.1f} min audio: "
+            f"WER {100 * result.wer:.2f}%  CER {100 * result.cer:.2f}%  RTF {result.rtf:.4f} "
+            f"({result.threads} threads, greedy)"
+        )
+    return 0
+
+
+def _add_eval(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="WER/CER/RTF of a model on a manifest (greedy)",
+        description="Greedy-decode a JSONL manifest and report WER, CER, real-time factor and counts.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--manifest", required=True, help="JSONL manifest (audio_filepath, duration, text)")
+    p.add_argument("--model", default="streaming", help="streaming, offline, or a checkpoint path")
+    p.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N utterances")
+    p.add_argument("--show", type=int, default=0, help="print N reference/hypothesis pairs")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    p.set_defaults(func=_eval)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_corpus(sub)
+    _add_train(sub)
+    _add_eval(sub)
     return parser
 
 

@@ -285,20 +285,18 @@ def build_corpus(config: CorpusConfig, progress: bool = True) -> dict[str, Any]:
             bar.n = round(train_s / 3600, 2)
             bar.refresh()
             n_train_done = sum(1 for n in done if n.startswith("train"))
-            mean_shard_s = train_s / n_train_done if n_train_done else AVG_UTTERANCE_SECONDS * config.shard_size
+            mean_shard_s = (
+                train_s / n_train_done if n_train_done else AVG_UTTERANCE_SECONDS * config.shard_size
+            )
             wanted = {"train": n_train_done + math.ceil(max(0.0, target_s - train_s) / mean_shard_s)}
             wanted.update(held_out_shards)
             todo = [
-                (split, k)
-                for split, n in wanted.items()
-                for k in range(n)
-                if f"{split}-{k:05d}" not in done
+                (split, k) for split, n in wanted.items() for k in range(n) if f"{split}-{k:05d}" not in done
             ]
             if not todo:
                 break
             jobs = [
-                (f"{s}-{k:05d}", plan_shard(s, k, config, sentences[s], voices[s]), str(out))
-                for s, k in todo
+                (f"{s}-{k:05d}", plan_shard(s, k, config, sentences[s], voices[s]), str(out)) for s, k in todo
             ]
             for name, entries, failed in pool.imap_unordered(run_shard, jobs):
                 done[name] = entries

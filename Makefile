@@ -1,0 +1,46 @@
+# Two commands do everything on a fresh Debian machine:
+#   make demo   - set up, then run the main job on the shipped models
+#   make test   - set up, then run the test suite
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# Runtime + test packages (small). The corpus needs more: see `make corpus-deps`.
+APT_RUNTIME := espeak-ng flite sox libsndfile1 libportaudio2
+APT_CORPUS  := espeak-ng sox libsox-fmt-all flite festival festvox-kallpc16k festvox-kdlpc16k \
+               festvox-us-slt-hts festlex-cmu fortunes fortunes-min bible-kjv bible-kjv-text \
+               wordnet-base jargon-text pocketsphinx-testdata alsa-utils
+
+.PHONY: setup demo test corpus-deps corpus train-streaming train-offline lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+	scripts/apt-install.sh $(APT_RUNTIME)
+
+demo: setup
+	$(BIN)/asr eval --manifest tests/data/samples/manifest.jsonl --model offline --show 3
+	$(BIN)/asr eval --manifest tests/data/samples/manifest.jsonl --model streaming --show 3
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+corpus-deps: setup
+	scripts/apt-install.sh $(APT_CORPUS)
+	scripts/install-mbrola.sh
+
+# Rebuild the training corpus (resumable; ~30 min for 50 h on 2 cores).
+corpus: corpus-deps
+	$(BIN)/asr corpus build --hours 50 --out data/corpus
+
+lint:
+	$(BIN)/ruff check asr server client tests
+	$(BIN)/ruff format --check asr server client tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

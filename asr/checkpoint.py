@@ -1,0 +1,136 @@
+"""Checkpoints as plain dicts, loadable with ``torch.load(weights_only=True)``.
+
+A shipped checkpoint holds::
+
+    {"format": 1, "kind": "streaming" | "offline",
+     "config": ModelConfig dict, "model": fp16 state dict, "labels": [...],
+     "features": FeatureConfig dict, "normalizer": {"mean", "std"},
+     "training": {...metadata...}, "metrics": {...dev/test numbers...}}
+
+The training-resume state (optimizer, scheduler, RNG) lives in a separate file next
+to the run and never ships.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from asr.features import FeatureConfig, Normalizer
+from asr.model import CTCModel, ModelConfig
+from asr.text import Vocabulary
+
+FORMAT_VERSION = 1
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+MODEL_ALIASES = {"streaming": "streaming.pt", "stream": "streaming.pt", "offline": "offline.pt"}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference, with everything needed to feed it."""
+
+    model: CTCModel
+    vocab: Vocabulary
+    features: FeatureConfig
+    normalizer: Normalizer
+    meta: dict[str, Any]
+    path: Path
+
+    @property
+    def kind(self) -> str:
+        return self.model.config.kind
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            check=False,
+        )
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def make_checkpoint(
+    model: CTCModel,
+    vocab: Vocabulary,
+    features: FeatureConfig,
+    normalizer: Normalizer,
+    training: dict[str, Any],
+    metrics: dict[str, Any],
+    half: bool = True,
+) -> dict[str, Any]:
+    """The shipped dict; weights stored fp16 when ``half``."""
+    state = {
+        k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu().clone()
+        for k, v in model.state_dict().items()
+    }
+    return {
+        "format": FORMAT_VERSION,
+        "kind": model.config.kind,
+        "config": model.config.to_dict(),
+        "model": state,
+        "labels": list(vocab.labels),
+        "features": features.to_dict(),
+        "normalizer": normalizer.to_dict(),
+        "training": training,
+        "metrics": metrics,
+    }
+
+
+def save(obj: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Atomic save: write to a temporary file, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def resolve_model_path(name: str | os.PathLike[str]) -> Path:
+    """``streaming`` / ``offline`` -> the shipped file in models/; otherwise a path."""
+    name = str(name)
+    if name in MODEL_ALIASES:
+        env = os.environ.get("ASR_MODELS_DIR")
+        base = Path(env) if env else MODELS_DIR
+        return base / MODEL_ALIASES[name]
+    return Path(name)
+
+
+def load_model(name: str | os.PathLike[str], device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a shipped checkpoint (``weights_only=True``) as a float32 eval-mode model.
+
+    Raises:
+        ValueError: unknown name, missing file, or not a checkpoint of this project.
+    """
+    path = resolve_model_path(name)
+    if not path.is_file():
+        known = ", ".join(sorted(MODEL_ALIASES))
+        raise ValueError(f"expected a model name ({known}) or a checkpoint path, got {str(name)!r}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
+        raise ValueError(f"{path}: not a loadable checkpoint ({e})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{path}: expected a format-{FORMAT_VERSION} checkpoint dict")
+    config = ModelConfig.from_dict(ckpt["config"])
+    model = CTCModel(config)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
+    model.to(device).eval()
+    return LoadedModel(
+        model=model,
+        vocab=Vocabulary.from_list(ckpt["labels"]),
+        features=FeatureConfig.from_dict(ckpt["features"]),
+        normalizer=Normalizer.from_dict(ckpt["normalizer"]),
+        meta={"training": ckpt.get("training", {}), "metrics": ckpt.get("metrics", {})},
+        path=path,
+    )

@@ -1,0 +1,246 @@
+"""Training data: a feature cache, length-bucketed batches and SpecAugment.
+
+Log-mel features are computed once per manifest and kept in one fp16 ``.npy`` file
+(memory-mapped) with an index, under ``data/feats/``. Training then reads features
+instead of decoding audio, which is what makes CPU training affordable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing as mp
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from asr.audio import AudioError, load_audio
+from asr.features import FeatureConfig, NormalizerStats, log_mel
+from asr.manifest import read_manifest
+from asr.text import Vocabulary, normalize_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FeatureSet:
+    """Features of every usable utterance of one or more manifests."""
+
+    feats: np.ndarray  # (total_frames, n_mels) float16, usually a memmap
+    offsets: np.ndarray  # (N,) int64 start frame per utterance
+    lengths: np.ndarray  # (N,) int64 frames per utterance
+    texts: list[str]
+    meta: list[dict[str, Any]]  # engine/voice/speaker/duration per utterance
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def features(self, i: int) -> torch.Tensor:
+        o, n = int(self.offsets[i]), int(self.lengths[i])
+        return torch.from_numpy(np.asarray(self.feats[o : o + n], dtype=np.float32))
+
+    @staticmethod
+    def concat(sets: Sequence[FeatureSet]) -> FeatureSet:
+        if len(sets) == 1:
+            return sets[0]
+        feats = np.concatenate([np.asarray(s.feats) for s in sets])
+        starts = np.cumsum([0] + [len(s.feats) for s in sets[:-1]])
+        return FeatureSet(
+            feats=feats,
+            offsets=np.concatenate([s.offsets + base for s, base in zip(sets, starts, strict=True)]),
+            lengths=np.concatenate([s.lengths for s in sets]),
+            texts=[t for s in sets for t in s.texts],
+            meta=[m for s in sets for m in s.meta],
+        )
+
+
+def _extract(args: tuple[str, FeatureConfig]) -> np.ndarray | str:
+    path, config = args
+    try:
+        return log_mel(load_audio(path), config).numpy().astype(np.float16)
+    except (AudioError, ValueError) as e:
+        return str(e)
+
+
+def _cache_key(manifest: Path, config: FeatureConfig) -> str:
+    stat = manifest.stat()
+    blob = json.dumps([str(manifest.resolve()), stat.st_size, stat.st_mtime_ns, config.to_dict()])
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def load_feature_set(
+    manifest: str | os.PathLike[str],
+    config: FeatureConfig = FeatureConfig(),
+    cache_dir: str | os.PathLike[str] = "data/feats",
+    jobs: int = 1,
+    vocab: Vocabulary | None = None,
+    progress: bool = True,
+) -> FeatureSet:
+    """Features for a manifest, computed once and cached.
+
+    Utterances whose audio fails to load, or whose text has characters outside the
+    vocabulary after normalisation, are skipped with a warning.
+    """
+    from tqdm import tqdm
+
+    manifest = Path(manifest)
+    vocab = vocab or Vocabulary()
+    cache = Path(cache_dir) / f"{manifest.stem}-{_cache_key(manifest, config)}"
+    if (cache / "index.json").exists():
+        index = json.loads((cache / "index.json").read_text())
+        feats = np.load(cache / "feats.npy", mmap_mode="r")
+        return FeatureSet(
+            feats, np.array(index["offsets"]), np.array(index["lengths"]), index["texts"], index["meta"]
+        )
+    entries = read_manifest(manifest)
+    cache.mkdir(parents=True, exist_ok=True)
+    chunks: list[np.ndarray] = []
+    offsets, lengths, texts, meta = [], [], [], []
+    total = 0
+    skipped = 0
+    args = [(e["audio_filepath"], config) for e in entries]
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(jobs) if jobs > 1 else _NoPool() as pool:
+        results = pool.imap(_extract, args, chunksize=16)
+        for entry, result in tqdm(
+            zip(entries, results, strict=True),
+            total=len(entries),
+            desc=f"features {manifest.name}",
+            disable=not progress,
+        ):
+            text = normalize_text(str(entry["text"]))
+            if isinstance(result, str) or len(result) < 3 or not text:
+                skipped += 1
+                log.warning(
+                    "skipping %s: %s", entry["audio_filepath"], result if isinstance(result, str) else "empty"
+                )
+                continue
+            try:
+                vocab.encode(text)
+            except ValueError as e:
+                skipped += 1
+                log.warning("skipping %s: %s", entry["audio_filepath"], e)
+                continue
+            chunks.append(result)
+            offsets.append(total)
+            lengths.append(len(result))
+            total += len(result)
+            texts.append(text)
+            meta.append({k: entry.get(k) for k in ("engine", "voice", "speaker", "duration")})
+    feats = np.concatenate(chunks) if chunks else np.zeros((0, config.n_mels), np.float16)
+    np.save(cache / "feats.npy", feats)
+    index = {"offsets": offsets, "lengths": lengths, "texts": texts, "meta": meta, "skipped": skipped}
+    (cache / "index.json").write_text(json.dumps(index))
+    log.info("cached %d utterances (%d skipped) of %s in %s", len(texts), skipped, manifest, cache)
+    return FeatureSet(
+        np.load(cache / "feats.npy", mmap_mode="r"), np.array(offsets), np.array(lengths), texts, meta
+    )
+
+
+class _NoPool:
+    """Stand-in for a Pool when running in-process."""
+
+    def __enter__(self) -> _NoPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def imap(self, fn: Any, items: Sequence[Any], chunksize: int = 1) -> Iterator[Any]:
+        return map(fn, items)
+
+
+def fit_normalizer_stats(data: FeatureSet, max_utterances: int = 3000, seed: int = 0) -> NormalizerStats:
+    """Normalisation statistics over a random sample of utterances."""
+    rng = np.random.default_rng(seed)
+    stats = NormalizerStats(data.feats.shape[1])
+    for i in rng.permutation(len(data))[:max_utterances]:
+        stats.update(data.features(int(i)))
+    return stats
+
+
+def bucket_batches(
+    lengths: np.ndarray,
+    max_frames: int,
+    seed: int,
+    epoch: int,
+    max_utterances: int = 128,
+) -> list[list[int]]:
+    """Length-bucketed batches, deterministic per (seed, epoch).
+
+    Utterances are sorted by length with a little noise (so buckets differ between
+    epochs), packed greedily until padded frames exceed ``max_frames``, and the batch
+    order is shuffled.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    noisy = lengths * rng.uniform(0.9, 1.1, size=len(lengths))
+    order = np.argsort(noisy, kind="stable")
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for i in order:
+        n = int(lengths[i])
+        if current and (max(longest, n) * (len(current) + 1) > max_frames or len(current) >= max_utterances):
+            batches.append(current)
+            current, longest = [], 0
+        current.append(int(i))
+        longest = max(longest, n)
+    if current:
+        batches.append(current)
+    perm = rng.permutation(len(batches))
+    return [batches[int(p)] for p in perm]
+
+
+@dataclass(frozen=True)
+class SpecAugment:
+    """Frequency and time masking on normalised features (masked to 0 = the mean)."""
+
+    freq_masks: int = 2
+    freq_width: int = 15
+    time_masks: int = 2
+    time_width: int = 30
+    time_ratio: float = 0.05  # a mask covers at most this share of the utterance
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        t, f = x.shape
+        x = x.clone()
+        for _ in range(self.freq_masks):
+            w = int(torch.randint(0, self.freq_width + 1, (1,), generator=generator))
+            start = int(torch.randint(0, max(1, f - w), (1,), generator=generator))
+            x[:, start : start + w] = 0.0
+        max_w = min(self.time_width, int(t * self.time_ratio))
+        for _ in range(self.time_masks):
+            if max_w < 1:
+                break
+            w = int(torch.randint(0, max_w + 1, (1,), generator=generator))
+            start = int(torch.randint(0, max(1, t - w), (1,), generator=generator))
+            x[start : start + w] = 0.0
+        return x
+
+
+def collate(
+    data: FeatureSet,
+    indices: Sequence[int],
+    normalize: Any,
+    vocab: Vocabulary,
+    specaug: SpecAugment | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pad a batch: (feats (B, T, M), feat_lengths, targets (sum U,), target_lengths)."""
+    feats = []
+    for i in indices:
+        x = normalize(data.features(i))
+        if specaug is not None and generator is not None:
+            x = specaug(x, generator)
+        feats.append(x)
+    lengths = torch.tensor([len(x) for x in feats])
+    padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)  # (B, T, M)
+    targets = [torch.tensor(vocab.encode(data.texts[i])) for i in indices]
+    target_lengths = torch.tensor([len(t) for t in targets])
+    return padded, lengths, torch.cat(targets), target_lengths

@@ -1,0 +1,149 @@
+"""Greedy evaluation: WER, CER and real-time factor of a model on a manifest."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from asr.audio import AudioError, load_audio
+from asr.checkpoint import LoadedModel, load_model
+from asr.data import FeatureSet
+from asr.features import log_mel
+from asr.manifest import read_manifest
+from asr.metrics import error_rates
+from asr.model import CTCModel
+from asr.text import greedy_decode, normalize_text
+
+log = logging.getLogger(__name__)
+
+
+def _length_batches(lengths: Sequence[int], max_frames: int) -> list[list[int]]:
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for i in order:
+        n = int(lengths[i])
+        if current and max(longest, n) * (len(current) + 1) > max_frames:
+            batches.append(current)
+            current, longest = [], 0
+        current.append(int(i))
+        longest = max(longest, n)
+    if current:
+        batches.append(current)
+    return batches
+
+
+@torch.inference_mode()
+def batch_log_probs(
+    model: CTCModel, feats: Sequence[torch.Tensor], device: torch.device | str = "cpu"
+) -> list[torch.Tensor]:
+    """Whole-utterance log-probs for normalised features, one ``(T', V)`` tensor each."""
+    model.eval()
+    lengths = torch.tensor([len(f) for f in feats])
+    x = torch.nn.utils.rnn.pad_sequence(list(feats), batch_first=True).to(device)  # (B, T, M)
+    log_probs, out_lengths, _ = model(x, lengths.to(device))
+    return [lp[: int(n)].cpu() for lp, n in zip(log_probs, out_lengths, strict=True)]
+
+
+def decode_feature_set(
+    model: CTCModel,
+    normalizer: Callable[[torch.Tensor], torch.Tensor],
+    data: FeatureSet,
+    device: torch.device | str = "cpu",
+    max_frames: int = 60000,
+) -> list[str]:
+    """Greedy transcripts for every utterance of a cached feature set."""
+    hyps = [""] * len(data)
+    for batch in _length_batches(list(data.lengths), max_frames):
+        feats = [normalizer(data.features(i)) for i in batch]
+        for i, lp in zip(batch, batch_log_probs(model, feats, device), strict=True):
+            hyps[i] = greedy_decode(lp)
+    return hyps
+
+
+@dataclass
+class EvalResult:
+    """What ``asr eval`` reports."""
+
+    model: str
+    manifest: str
+    utterances: int
+    failed: int
+    wer: float
+    cer: float
+    audio_seconds: float
+    processing_seconds: float
+    rtf: float
+    threads: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def evaluate_manifest(
+    model: str | os.PathLike[str] | LoadedModel,
+    manifest: str | os.PathLike[str],
+    max_frames: int = 60000,
+    limit: int | None = None,
+    progress: bool = False,
+) -> tuple[EvalResult, list[dict[str, str]]]:
+    """Greedy-decode every utterance of a manifest and score it.
+
+    RTF is processing wall time (audio loading, features and model, batched by
+    length) divided by audio duration, on the current torch thread count.
+
+    Returns:
+        The result and per-utterance ``{"audio", "ref", "hyp"}`` rows.
+    """
+    from tqdm import tqdm
+
+    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    entries = read_manifest(manifest)[:limit]
+    started = time.perf_counter()
+    feats: list[torch.Tensor] = []
+    kept: list[dict[str, Any]] = []
+    failed = 0
+    audio_seconds = 0.0
+    for e in tqdm(entries, desc="features", disable=not progress):
+        try:
+            audio = load_audio(e["audio_filepath"], loaded.features.sample_rate)
+        except AudioError as err:
+            log.warning("%s", err)
+            failed += 1
+            continue
+        audio_seconds += len(audio) / loaded.features.sample_rate
+        feats.append(loaded.normalizer(log_mel(audio, loaded.features)))
+        kept.append(e)
+    hyps = [""] * len(kept)
+    for batch in tqdm(
+        _length_batches([len(f) for f in feats], max_frames), desc="decode", disable=not progress
+    ):
+        for i, lp in zip(batch, batch_log_probs(loaded.model, [feats[i] for i in batch]), strict=True):
+            hyps[i] = greedy_decode(lp)
+    elapsed = time.perf_counter() - started
+    refs = [normalize_text(str(e["text"])) for e in kept]
+    counts = error_rates(zip(refs, hyps, strict=True))
+    result = EvalResult(
+        model=str(loaded.path),
+        manifest=str(manifest),
+        utterances=counts.utterances,
+        failed=failed,
+        wer=counts.wer,
+        cer=counts.cer,
+        audio_seconds=round(audio_seconds, 2),
+        processing_seconds=round(elapsed, 3),
+        rtf=elapsed / max(audio_seconds, 1e-9),
+        threads=torch.get_num_threads(),
+    )
+    rows = [
+        {"audio": e["audio_filepath"], "ref": r, "hyp": h} for e, r, h in zip(kept, refs, hyps, strict=True)
+    ]
+    return result, rows

@@ -1,0 +1,368 @@
+"""CTC training for the streaming and offline models, with exact resume and DDP.
+
+Run directory layout::
+
+    RUN/last.pt     full resume state (model, optimizer, step, RNG) - never shipped
+    RUN/best.pt     shippable fp16 checkpoint of the best dev CER so far
+    RUN/log.jsonl   one JSON object per log/eval event
+
+Multi-process: launch with ``torchrun --nproc_per_node N -m asr.cli train ...``; each
+rank takes every N-th batch and gradients are averaged (gloo on CPU, nccl on CUDA).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from asr import checkpoint
+from asr.data import FeatureSet, SpecAugment, bucket_batches, collate, fit_normalizer_stats, load_feature_set
+from asr.evaluate import decode_feature_set
+from asr.features import FeatureConfig, Normalizer
+from asr.metrics import error_rates
+from asr.model import OFFLINE_DEFAULT, STREAMING_DEFAULT, CTCModel, ModelConfig
+from asr.text import Vocabulary
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; saved in the resume state."""
+
+    out_dir: str
+    train_manifests: list[str]
+    dev_manifest: str | None = None
+    kind: str = "streaming"  # or "offline"
+    hidden: int | None = None  # override the default size of the kind
+    layers: int | None = None
+    proj_dim: int | None = None
+    dropout: float = 0.1
+    max_steps: int = 20000
+    max_frames: int = 16000  # padded feature frames per batch per process (~160 s)
+    lr: float = 1.5e-3
+    warmup_steps: int = 600
+    lr_half_life: int = 4000  # steps; exponential decay after warm-up
+    min_lr: float = 2e-5
+    weight_decay: float = 1e-2
+    grad_clip: float = 5.0
+    specaugment: bool = True
+    eval_every: int = 500
+    save_every: int = 250
+    log_every: int = 25
+    seed: int = 1234
+    threads: int = 0  # 0: torch default
+    device: str = "auto"
+    feature_jobs: int = 1
+    cache_dir: str = "data/feats"
+    max_wall_minutes: float = 0.0  # stop (and save) after this long; 0 = no limit
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def model_config(self, vocab_size: int) -> ModelConfig:
+        base = STREAMING_DEFAULT if self.kind == "streaming" else OFFLINE_DEFAULT
+        if self.kind not in ("streaming", "offline"):
+            raise ValueError(f"expected kind 'streaming' or 'offline', got {self.kind!r}")
+        return ModelConfig(
+            n_mels=base.n_mels,
+            stack=base.stack,
+            proj_dim=self.proj_dim or base.proj_dim,
+            hidden=self.hidden or base.hidden,
+            layers=self.layers or base.layers,
+            bidirectional=self.kind == "offline",
+            vocab_size=vocab_size,
+            dropout=self.dropout,
+        )
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Linear warm-up, then exponential decay with the given half-life (floored)."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    decay = 0.5 ** ((step - config.warmup_steps) / config.lr_half_life)
+    return max(config.lr * decay, config.min_lr)
+
+
+def _dist_info() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    return rank, world
+
+
+def _hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def data_summary(data: FeatureSet) -> dict[str, Any]:
+    hours = float(sum(m.get("duration") or 0 for m in data.meta)) / 3600
+    engines: dict[str, float] = {}
+    for m in data.meta:
+        engines[str(m.get("engine"))] = (
+            engines.get(str(m.get("engine")), 0.0) + float(m.get("duration") or 0) / 3600
+        )
+    return {
+        "utterances": len(data),
+        "hours": round(hours, 2),
+        "voices": len({m.get("voice") for m in data.meta}),
+        "speakers": len({m.get("speaker") for m in data.meta}),
+        "hours_per_engine": {k: round(v, 2) for k, v in sorted(engines.items())},
+    }
+
+
+class Trainer:
+    """One training run (one process of a possibly distributed job)."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.rank, self.world = _dist_info()
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
+        if config.device == "auto":
+            self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        else:
+            self.device = torch.device(config.device)
+        if self.world > 1 and not dist.is_initialized():
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            dist.init_process_group(backend)
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        self.out = Path(config.out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.vocab = Vocabulary()
+        self.features = FeatureConfig()
+
+        torch.manual_seed(config.seed)
+        if self.world > 1 and self.rank != 0:
+            dist.barrier()  # rank 0 fills the feature cache first
+        sets = [
+            load_feature_set(
+                m, self.features, config.cache_dir, config.feature_jobs, self.vocab, self.rank == 0
+            )
+            for m in config.train_manifests
+        ]
+        self.train_data = FeatureSet.concat(sets)
+        if len(self.train_data) == 0:
+            raise ValueError("expected training utterances, got none (check the manifests)")
+        self.dev_data = (
+            load_feature_set(config.dev_manifest, self.features, config.cache_dir, 1, self.vocab, False)
+            if config.dev_manifest
+            else None
+        )
+        if self.world > 1 and self.rank == 0:
+            dist.barrier()
+        self.model_config = config.model_config(len(self.vocab))
+        self.model = CTCModel(self.model_config).to(self.device)
+        self.ddp: nn.Module = self.model
+        if self.world > 1:
+            self.ddp = nn.parallel.DistributedDataParallel(self.model)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.ctc = nn.CTCLoss(blank=self.vocab.blank, zero_infinity=True)
+        self.specaug = SpecAugment() if config.specaugment else None
+        self.generator = torch.Generator().manual_seed(config.seed + self.rank)
+
+        self.step = 0
+        self.epoch = 0
+        self.position = 0  # step index within the epoch
+        self.wall_seconds = 0.0
+        self.best_cer = math.inf
+        self.history: list[dict[str, Any]] = []
+        self._session_start = time.time()
+        resume = self.out / "last.pt"
+        if resume.exists():
+            self._load_resume(resume)
+        else:
+            self.normalizer = fit_normalizer_stats(self.train_data, seed=config.seed).normalizer()
+        self.summary = data_summary(self.train_data)
+
+    # ----------------------------------------------------------------- state
+    def _resume_state(self) -> dict[str, Any]:
+        return {
+            "train_config": asdict(self.config),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "normalizer": self.normalizer.to_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "position": self.position,
+            "wall_seconds": self.wall_seconds,
+            "best_cer": self.best_cer,
+            "history": self.history,
+            "torch_rng": torch.get_rng_state(),
+            "generator": self.generator.get_state(),
+        }
+
+    def _load_resume(self, path: Path) -> None:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.normalizer = Normalizer.from_dict(state["normalizer"])
+        self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
+        self.wall_seconds = state["wall_seconds"]
+        self.best_cer = state["best_cer"]
+        self.history = state["history"]
+        torch.set_rng_state(state["torch_rng"])
+        self.generator.set_state(state["generator"])
+        log.info("resumed %s at step %d (epoch %d)", path, self.step, self.epoch)
+
+    def save_resume(self) -> None:
+        if self.rank == 0:
+            checkpoint.save(self._resume_state(), self.out / "last.pt")
+
+    def shippable(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        training = {
+            "data": self.summary,
+            "train_manifests": self.config.train_manifests,
+            "dev_manifest": self.config.dev_manifest,
+            "steps": self.step,
+            "epochs": round(self.epoch + self.position / max(1, self._steps_per_epoch()), 2),
+            "wall_seconds": round(self.wall_seconds, 1),
+            "hardware": _hardware(self.device),
+            "processes": self.world,
+            "git_commit": checkpoint.git_commit(),
+            "train_config": asdict(self.config),
+        }
+        return checkpoint.make_checkpoint(
+            self.model, self.vocab, self.features, self.normalizer, training, metrics
+        )
+
+    # ------------------------------------------------------------------ loop
+    def _steps_per_epoch(self) -> int:
+        n = len(bucket_batches(self.train_data.lengths, self.config.max_frames, self.config.seed, 0))
+        return max(1, n // self.world)
+
+    def _log(self, event: dict[str, Any]) -> None:
+        self.history.append(event)
+        if self.rank == 0:
+            with (self.out / "log.jsonl").open("a") as f:
+                f.write(json.dumps(event) + "\n")
+
+    def evaluate(self) -> dict[str, float]:
+        assert self.dev_data is not None
+        hyps = decode_feature_set(self.model, self.normalizer, self.dev_data, device=self.device)
+        counts = error_rates(zip(self.dev_data.texts, hyps, strict=True))
+        self.model.train()
+        return {"dev_cer": counts.cer, "dev_wer": counts.wer, "dev_utterances": counts.utterances}
+
+    def train(self) -> None:
+        config = self.config
+        self.model.train()
+        batches = bucket_batches(self.train_data.lengths, config.max_frames, config.seed, self.epoch)
+        steps_per_epoch = max(1, len(batches) // self.world)
+        started = time.time()
+        window_audio = 0.0
+        window_start = time.time()
+        session_start_step = self.step
+        while self.step < config.max_steps:
+            if self.position >= steps_per_epoch:
+                self.epoch += 1
+                self.position = 0
+                batches = bucket_batches(self.train_data.lengths, config.max_frames, config.seed, self.epoch)
+            indices = batches[self.position * self.world + self.rank]
+            x, xl, y, yl = collate(
+                self.train_data, indices, self.normalizer, self.vocab, self.specaug, self.generator
+            )
+            x, xl, y, yl = (t.to(self.device) for t in (x, xl, y, yl))
+            lr = lr_at(self.step, config)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            log_probs, out_lengths, _ = self.ddp(x, xl)
+            loss = self.ctc(log_probs.transpose(0, 1), y, out_lengths, yl)  # CTC wants (T, B, V)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+            self.optimizer.step()
+            self.step += 1
+            self.position += 1
+            window_audio += float(xl.sum()) / 100.0 * self.world
+            now = time.time()
+            self.wall_seconds += now - started
+            started = now
+
+            if self.step % config.log_every == 0:
+                loss_value, grad_value = loss.item(), float(grad_norm)
+                rate = window_audio / max(now - window_start, 1e-9)
+                done = self.step - session_start_step
+                eta = (config.max_steps - self.step) * (now - window_start) / config.log_every
+                event = {
+                    "step": self.step,
+                    "epoch": self.epoch,
+                    "loss": round(loss_value, 4),
+                    "grad_norm": round(grad_value, 3),
+                    "lr": lr,
+                    "audio_s_per_s": round(rate, 1),
+                    "wall_s": round(self.wall_seconds),
+                }
+                self._log(event)
+                if self.rank == 0:
+                    log.info(
+                        "step %d/%d ep %d loss %.3f lr %.2e |g| %.2f  %.0f audio-s/s  ETA %s (%d this session)",
+                        self.step,
+                        config.max_steps,
+                        self.epoch,
+                        loss_value,
+                        lr,
+                        grad_value,
+                        rate,
+                        _fmt_eta(eta),
+                        done,
+                    )
+                window_audio, window_start = 0.0, time.time()
+            if self.dev_data is not None and self.step % config.eval_every == 0 and self.rank == 0:
+                self._eval_and_keep_best()
+            if self.step % config.save_every == 0:
+                self.save_resume()
+            if config.max_wall_minutes and (time.time() - self._session_start) / 60 > config.max_wall_minutes:
+                log.info("wall-clock budget reached at step %d; saving", self.step)
+                break
+        if (
+            self.dev_data is not None
+            and self.rank == 0
+            and not (self.history and "dev_cer" in self.history[-1])
+        ):
+            self._eval_and_keep_best()
+        self.save_resume()
+
+    def _eval_and_keep_best(self) -> None:
+        metrics = self.evaluate()
+        self._log({"step": self.step, **metrics})
+        log.info(
+            "eval step %d: dev CER %.2f%% WER %.2f%%",
+            self.step,
+            100 * metrics["dev_cer"],
+            100 * metrics["dev_wer"],
+        )
+        if metrics["dev_cer"] < self.best_cer:
+            self.best_cer = metrics["dev_cer"]
+            checkpoint.save(self.shippable({**metrics, "step": self.step}), self.out / "best.pt")
+
+
+def _fmt_eta(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def run_training(config: TrainConfig) -> Path:
+    """Train (resuming when ``out_dir/last.pt`` exists); returns the best checkpoint path."""
+    trainer = Trainer(config)
+    trainer.train()
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    best = trainer.out / "best.pt"
+    if not best.exists() and trainer.rank == 0:
+        checkpoint.save(trainer.shippable({}), best)
+    return best

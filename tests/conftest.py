@@ -1,0 +1,56 @@
+"""Shared fixtures: tiny models and a tiny synthetic manifest (no downloads)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from asr.audio import write_wav
+from asr.model import CTCModel, ModelConfig
+
+TINY_TEXTS = ["go on", "stop now", "yes", "no way", "left turn", "right here"]
+
+
+def tiny_config(bidirectional: bool = False) -> ModelConfig:
+    return ModelConfig(proj_dim=24, hidden=16, layers=2, bidirectional=bidirectional, dropout=0.0)
+
+
+@pytest.fixture
+def tiny_model() -> CTCModel:
+    torch.manual_seed(0)
+    return CTCModel(tiny_config()).eval()
+
+
+@pytest.fixture
+def tiny_offline_model() -> CTCModel:
+    torch.manual_seed(1)
+    return CTCModel(tiny_config(bidirectional=True)).eval()
+
+
+def write_tiny_manifest(folder: Path, n: int = 12, seed: int = 0) -> Path:
+    """n short noisy 'utterances' whose spectra depend on their text; enough to train on."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(n):
+        text = TINY_TEXTS[i % len(TINY_TEXTS)]
+        seconds = 0.6 + 0.1 * len(text) / 4
+        t = np.arange(int(16000 * seconds)) / 16000
+        tone = sum(np.sin(2 * np.pi * (200 + 40 * (ord(c) - 96)) * t) for c in text if c != " ")
+        audio = (0.05 * tone + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+        audio /= max(1.0, float(np.abs(audio).max()) / 0.9)
+        path = folder / f"utt{i:03d}.wav"
+        write_wav(path, audio)
+        lines.append(json.dumps({"audio_filepath": path.name, "duration": seconds, "text": text}))
+    manifest = folder / "manifest.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    return manifest
+
+
+@pytest.fixture
+def tiny_manifest(tmp_path: Path) -> Path:
+    return write_tiny_manifest(tmp_path / "tiny")

@@ -1,0 +1,101 @@
+"""Training loop: learning, exact resume, 2-process DDP, and `asr eval`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from asr import checkpoint
+from asr.cli import main
+from asr.train import TrainConfig, Trainer, lr_at, run_training
+
+
+def _config(tmp_path: Path, manifest: Path, out: str, steps: int) -> TrainConfig:
+    return TrainConfig(
+        out_dir=str(tmp_path / out),
+        train_manifests=[str(manifest)],
+        dev_manifest=str(manifest),
+        hidden=16,
+        layers=2,
+        proj_dim=24,
+        max_steps=steps,
+        max_frames=400,
+        lr=3e-3,
+        warmup_steps=2,
+        eval_every=1000,
+        save_every=1000,
+        log_every=1,
+        threads=1,
+        feature_jobs=1,
+        cache_dir=str(tmp_path / "feats"),
+    )
+
+
+def test_lr_schedule() -> None:
+    config = TrainConfig(out_dir="x", train_manifests=[], lr=1e-3, warmup_steps=10, lr_half_life=100)
+    assert lr_at(0, config) < lr_at(9, config) == 1e-3
+    assert abs(lr_at(110, config) - 5e-4) < 1e-12
+    assert lr_at(10**6, config) == config.min_lr
+
+
+def test_loss_falls(tmp_path: Path, tiny_manifest: Path) -> None:
+    trainer = Trainer(_config(tmp_path, tiny_manifest, "run", 40))
+    trainer.train()
+    losses = [e["loss"] for e in trainer.history if "loss" in e]
+    assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5
+
+
+def test_resume_is_exact(tmp_path: Path, tiny_manifest: Path) -> None:
+    straight = Trainer(_config(tmp_path, tiny_manifest, "straight", 8))
+    straight.train()
+
+    first = Trainer(_config(tmp_path, tiny_manifest, "resumed", 4))
+    first.train()  # saves last.pt at the end
+    second = Trainer(_config(tmp_path, tiny_manifest, "resumed", 8))
+    assert second.step == 4
+    second.train()
+
+    assert second.step == straight.step == 8
+    for (name, a), (_, b) in zip(
+        straight.model.state_dict().items(), second.model.state_dict().items(), strict=True
+    ):
+        torch.testing.assert_close(a, b, atol=0, rtol=0, msg=name)
+
+
+def test_best_checkpoint_is_shippable(tmp_path: Path, tiny_manifest: Path) -> None:
+    best = run_training(_config(tmp_path, tiny_manifest, "ship", 3))
+    loaded = checkpoint.load_model(best)
+    training = loaded.meta["training"]
+    assert training["steps"] == 3 and training["data"]["utterances"] == 12
+    assert "dev_cer" in loaded.meta["metrics"]
+    assert best.stat().st_size < 40 * 2**20
+
+
+def test_eval_cli_json(tmp_path: Path, tiny_manifest: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    best = run_training(_config(tmp_path, tiny_manifest, "ev", 2))
+    capsys.readouterr()
+    assert main(["eval", "--manifest", str(tiny_manifest), "--model", str(best), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["utterances"] == 12 and result["failed"] == 0
+    assert 0 <= result["cer"] and result["rtf"] > 0 and "wer" in result
+
+
+def test_two_process_ddp(tmp_path: Path, tiny_manifest: Path) -> None:
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "asr.cli", "train", "--train", str(tiny_manifest), "--out", str(out),
+        "--steps", "3", "--hidden", "16", "--layers", "1", "--proj-dim", "16", "--batch-frames", "400",
+        "--warmup", "1", "--threads", "1", "--feature-jobs", "1", "--cache-dir", str(tmp_path / "feats"),
+    ]  # fmt: skip
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = checkpoint.load_model(out / "best.pt")
+    assert loaded.meta["training"]["processes"] == 2
+    assert loaded.meta["training"]["steps"] == 3
