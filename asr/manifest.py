@@ -39,6 +39,8 @@ def read_manifest(path: str | os.PathLike[str], resolve: bool = True) -> list[di
                 entry = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}:{lineno}: expected a JSON object, got {e}") from None
+            if not isinstance(entry, dict):
+                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(entry).__name__}")
             missing = [k for k in REQUIRED_KEYS if k not in entry]
             if missing:
                 raise ValueError(f"{path}:{lineno}: expected keys {REQUIRED_KEYS}, missing {missing}")

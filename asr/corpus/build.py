@@ -165,6 +165,11 @@ def plan_shard(
     for v in voices:
         by_engine[v.engine].append(v)
     engines = sorted(e for e in by_engine if config.engine_weights.get(e, 0) > 0)
+    if not engines:
+        raise ValueError(
+            f"expected {split} voices from an engine with weight > 0 ({config.engine_weights}), "
+            f"got voices of {sorted(by_engine)}"
+        )
     weights = np.array([config.engine_weights[e] for e in engines])
     weights /= weights.sum()
     plans = []

@@ -1,0 +1,484 @@
+"""Tests for asr.corpus (splits, plans, augmentation, text sources, build) and asr.manifest."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from asr.corpus import augment as aug
+from asr.corpus.build import (
+    HELD_OUT_SPEAKERS,
+    SPLITS,
+    CorpusConfig,
+    build_corpus,
+    plan_shard,
+    split_sentences,
+    split_voices,
+)
+from asr.corpus.text_sources import clean_unique, fortune_texts, wordnet_texts
+from asr.corpus.text_sources import split_sentences as split_text
+from asr.corpus.voices import Voice
+from asr.manifest import read_manifest, total_hours, write_manifest
+
+SR = 16000
+ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-029")
+VARIANTS = ("f1", "f2", "f3", "f4", "m1", "m2", "m3", "m4", "klatt", "klatt2", "whisper", "croak") + tuple(
+    f"v{i}" for i in range(40)
+)
+
+
+# ---------------------------------------------------------------------------
+# Splits and plans
+# ---------------------------------------------------------------------------
+
+
+def make_voices() -> list[Voice]:
+    voices = [Voice("espeak", accent, f"espeak-{accent}") for accent in ACCENTS]
+    voices += [Voice("espeak", f"{accent}+{v}", f"espeak+{v}") for accent in ACCENTS for v in VARIANTS]
+    named = [spk for spks in HELD_OUT_SPEAKERS.values() for spk in spks]
+    voices += [Voice("mbrola", spk, spk) for spk in named if spk.startswith("mb-")]
+    voices += [
+        Voice("flite", n, s) for n, s in {"slt": "slt", "rms": "rms", "awb": "awb", "kal16": "kal"}.items()
+    ]
+    voices += [Voice("festival", "kal_diphone", "kal"), Voice("festival", "ked_diphone", "ked")]
+    voices += [Voice("mbrola", "mb-us1", "mb-us1")]
+    return voices
+
+
+def make_sentences(n: int = 3000) -> list[str]:
+    words = "the quick brown fox jumps over a lazy dog while seven old men sing".split()
+    rng = np.random.default_rng(0)
+    return [" ".join(rng.choice(words, size=int(rng.integers(3, 10)))) + f" number {i}" for i in range(n)]
+
+
+def test_split_sentences_is_deterministic_and_disjoint() -> None:
+    sentences = make_sentences()
+    sentences += sentences[:200]  # a repeated sentence must land in the same split
+    splits = split_sentences(sentences, seed=7)
+    assert splits == split_sentences(sentences, seed=7)
+    assert set(splits) == set(SPLITS)
+    assert sum(len(v) for v in splits.values()) == len(sentences)
+    sets = {k: set(v) for k, v in splits.items()}
+    assert not sets["test"] & sets["train"]
+    assert not sets["dev"] & sets["train"]
+    assert not sets["test"] & sets["dev"]
+    # Roughly the configured 2% / 1.5% hold-out.
+    assert 0.01 < len(sets["test"]) / 3000 < 0.035
+    assert 0.005 < len(sets["dev"]) / 3000 < 0.03
+    assert split_sentences(sentences, seed=8) != splits
+
+
+def test_split_voices_holds_out_whole_speakers() -> None:
+    voices = make_voices()
+    splits = split_voices(voices, seed=1234)
+    assert splits == split_voices(voices, seed=1234)
+    assert sorted(v.id for vs in splits.values() for v in vs) == sorted(v.id for v in voices)
+    speaker_split: dict[str, set[str]] = {}
+    for split, vs in splits.items():
+        for v in vs:
+            speaker_split.setdefault(v.speaker, set()).add(split)
+    assert all(len(s) == 1 for s in speaker_split.values()), {
+        k: s for k, s in speaker_split.items() if len(s) > 1
+    }
+    for split, speakers in HELD_OUT_SPEAKERS.items():
+        for spk in speakers:
+            assert speaker_split[spk] == {split}
+    # kal16 (flite) and kal_diphone (festival) are one man: same side.
+    assert speaker_split["kal"] == {"train"}
+    assert speaker_split["espeak-en-us"] == {"train"}
+    # Some espeak variants are held out, across all their accents.
+    held = [s for s, sp in speaker_split.items() if s.startswith("espeak+") and sp != {"train"}]
+    assert held
+    for spk in held:
+        accents = {v.name.split("+")[0] for vs in splits.values() for v in vs if v.speaker == spk}
+        assert accents == set(ACCENTS)
+
+
+def small_config(**kwargs: object) -> CorpusConfig:
+    return CorpusConfig(out=Path("unused"), seed=3, shard_size=20, jobs=1, **kwargs)  # type: ignore[arg-type]
+
+
+def test_plan_shard_is_pure_and_stays_in_its_split() -> None:
+    config = small_config()
+    sentences = split_sentences(make_sentences(), config.seed)
+    voices = split_voices(make_voices(), config.seed)
+    first = plan_shard("test", 2, config, sentences["test"], voices["test"])
+    again = plan_shard("test", 2, config, sentences["test"], voices["test"])
+    assert first == again
+    assert len(first) == config.shard_size
+    assert len({p.utt_id for p in first}) == len(first)
+    assert all(p.utt_id.startswith("test-00002-") for p in first)
+    assert {p.text for p in first} <= set(sentences["test"])
+    assert {p.voice for p in first} <= set(voices["test"])
+    assert first != plan_shard("test", 3, config, sentences["test"], voices["test"])
+    assert first != plan_shard("dev", 2, config, sentences["test"], voices["test"])
+    # Held-out splits mix clean and augmented utterances; train is always augmented.
+    assert {p.augment for p in first} == {aug.AugmentConfig(), aug.CLEAN}
+    train = plan_shard("train", 0, config, sentences["train"], voices["train"])
+    assert {p.augment for p in train} == {aug.AugmentConfig()}
+    assert {p.voice for p in train} <= set(voices["train"])
+
+
+def test_plan_shard_respects_engine_weights() -> None:
+    config = small_config(engine_weights={"flite": 1.0, "espeak": 0.0})
+    voices = split_voices(make_voices(), config.seed)
+    plans = plan_shard("train", 0, config, ["a b c"], voices["train"])
+    assert {p.voice.engine for p in plans} == {"flite"}
+
+
+# ---------------------------------------------------------------------------
+# Augmentation
+# ---------------------------------------------------------------------------
+
+
+def speechlike(seed: int = 0, seconds: float = 1.0) -> np.ndarray:
+    """A harmonic tone with a syllable-rate envelope, peak 0.5."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    f0 = 120 + 20 * rng.random()
+    x = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 30))
+    x = x * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)) + 0.01 * rng.standard_normal(len(t))
+    return (0.5 * x / np.max(np.abs(x))).astype(np.float32)
+
+
+def check_audio(y: np.ndarray) -> None:
+    assert y.dtype == np.float32
+    assert y.ndim == 1
+    assert np.isfinite(y).all()
+
+
+def test_transforms_return_finite_float32() -> None:
+    rng = np.random.default_rng(1)
+    x = speechlike()
+    for y in (
+        aug.speed_perturb(x, 0.9),
+        aug.speed_perturb(x, 1.1),
+        aug.reverberate(x, aug.synthetic_rir(rng, 0.4)),
+        aug.add_at_snr(x, aug.coloured_noise(rng, len(x), "pink"), 10.0),
+        aug.babble(rng, len(x), [speechlike(s, 0.3 + 0.2 * s) for s in range(4)]),
+        aug.telephone(x),
+        aug.pad_silence(rng, x, (0.1, 0.2)),
+        aug.synthetic_rir(rng, 0.2),
+    ):
+        check_audio(y)
+    for colour in ("white", "pink", "brown"):
+        noise = aug.coloured_noise(rng, 4000, colour)
+        check_audio(noise)
+        assert np.sqrt(np.mean(noise.astype(np.float64) ** 2)) == pytest.approx(1.0, rel=1e-3)
+
+
+EVERYTHING = aug.AugmentConfig(
+    p_speed=1.0, p_reverb=1.0, p_noise=1.0, p_babble=0.0, p_telephone=1.0, gain_db_range=(20.0, 20.0)
+)
+# x * (0.99 / peak) in float32 can land one ulp (6e-8) above 0.99; that is not clipping.
+PEAK = 0.99 + 1e-6
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_augment_never_clips_and_is_reproducible(seed: int) -> None:
+    x = speechlike(seed) * 1.9  # peak 0.95: loud input
+    others = [speechlike(s, 0.5) for s in range(5)]
+    for config in (aug.AugmentConfig(), EVERYTHING, aug.CLEAN):
+        y, info = aug.augment(x, np.random.default_rng(seed), config, others)
+        check_audio(y)
+        assert np.max(np.abs(y)) <= PEAK
+        y2, info2 = aug.augment(x, np.random.default_rng(seed), config, others)
+        np.testing.assert_array_equal(y, y2)
+        assert info == info2
+        json.dumps(info)  # goes into the manifest
+
+
+def test_augment_records_what_it_did() -> None:
+    x = speechlike()
+    y, info = aug.augment(x, np.random.default_rng(0), EVERYTHING)
+    assert set(info) == {"speed", "reverb_rt60", "noise", "snr", "telephone", "gain_db"}
+    assert 0.9 <= info["speed"] <= 1.1
+    assert info["noise"] in {"white", "pink", "brown"}
+    assert info["telephone"] is True
+    assert info["gain_db"] == 20.0
+    assert np.max(np.abs(y)) == pytest.approx(0.99, abs=1e-6)  # +20 dB is capped below clipping
+
+    babble_only = aug.AugmentConfig(p_speed=0, p_reverb=0, p_babble=1.0, p_telephone=0)
+    _, info = aug.augment(x, np.random.default_rng(0), babble_only, [speechlike(s) for s in range(4)])
+    assert "babble_snr" in info and "noise" not in info
+
+    y, info = aug.augment(x, np.random.default_rng(0), aug.CLEAN)
+    assert info == {}
+    # CLEAN only pads silence and sets the peak to 0.5.
+    assert len(y) > len(x)
+    assert np.max(np.abs(y)) == pytest.approx(0.5, abs=1e-6)
+
+
+def power_above(x: np.ndarray, hz: float) -> float:
+    spectrum = np.abs(np.fft.rfft(x.astype(np.float64))) ** 2
+    freqs = np.fft.rfftfreq(len(x), 1 / SR)
+    return float(spectrum[freqs > hz].sum() / spectrum.sum())
+
+
+def test_telephone_removes_energy_above_4khz() -> None:
+    x = aug.coloured_noise(np.random.default_rng(0), SR, "white") * 0.2
+    y = aug.telephone(x)
+    assert len(y) == len(x)
+    assert power_above(x, 4000) > 0.4
+    assert power_above(y, 4000) < 1e-4
+    # ... and the band below 300 Hz is attenuated too.
+    assert 1 - power_above(y, 200) < 0.1 * (1 - power_above(x, 200))
+
+
+@pytest.mark.parametrize("factor", [0.9, 0.95, 1.05, 1.1])
+def test_speed_perturb_scales_length(factor: float) -> None:
+    x = speechlike()
+    y = aug.speed_perturb(x, factor)
+    assert abs(len(y) - len(x) / factor) <= 1
+
+
+@pytest.mark.parametrize("snr_db", [0.0, 5.0, 12.5, 30.0])
+@pytest.mark.parametrize("colour", ["white", "pink", "brown"])
+def test_add_at_snr_hits_the_target(snr_db: float, colour: str) -> None:
+    x = speechlike()
+    noise = aug.coloured_noise(np.random.default_rng(3), len(x), colour) * 0.37
+    y = aug.add_at_snr(x, noise, snr_db)
+    added = y.astype(np.float64) - x
+    measured = 10 * np.log10(np.mean(x.astype(np.float64) ** 2) / np.mean(added**2))
+    assert measured == pytest.approx(snr_db, abs=0.5)
+
+
+@pytest.mark.parametrize("rt60", [0.15, 0.5, 0.9])
+def test_synthetic_rir_decays(rt60: float) -> None:
+    rir = aug.synthetic_rir(np.random.default_rng(4), rt60)
+    assert len(rir) == int(rt60 * SR)
+    assert rir[0] == 1.0  # direct path
+    tail = rir[1:].astype(np.float64) ** 2
+    quarters = [q.sum() for q in np.array_split(tail, 4)]
+    assert quarters[0] > quarters[1] > quarters[2] > quarters[3]
+    assert quarters[3] < 1e-3 * quarters[0]  # ~ -45 dB by the last quarter
+
+
+# ---------------------------------------------------------------------------
+# Text sources
+# ---------------------------------------------------------------------------
+
+
+def test_clean_unique_keeps_prose_and_dedups() -> None:
+    raw = [
+        "Hello there, my friend!",
+        "hello there my friend",  # same after cleaning
+        "HELLO THERE MY FRIEND.",
+        "def f(x): return x[0] + 1;",  # code
+        "x = y + z * 2 == 3 && k++",  # code
+        r"  /\_/\  ( o.o )  > ^ <",  # ASCII art
+        "|---|---|---|",  # table rule
+        "Too short.",
+        " ".join(["word"] * 26),  # too long
+        " ".join(["long"] * 25),  # just fits
+        "It costs 5 dollars today.",
+        "",
+    ]
+    kept = clean_unique(raw)
+    assert kept == ["hello there my friend", " ".join(["long"] * 25), "it costs five dollars today"]
+    for sentence in kept:
+        assert 3 <= len(sentence.split()) <= 25
+
+
+def test_split_running_text() -> None:
+    paragraph = (
+        "The sun rose over the hills.  Birds sang in the trees!\n"
+        "Did anyone hear them?   Nobody did; everyone slept: soundly and long.\tThe end"
+    )
+    assert split_text(paragraph) == [
+        "The sun rose over the hills.",
+        "Birds sang in the trees!",
+        "Did anyone hear them?",
+        "Nobody did;",
+        "everyone slept:",
+        "soundly and long.",
+        "The end",
+    ]
+    assert split_text("   \n ") == []
+
+
+def test_fortune_texts(tmp_path: Path) -> None:
+    (tmp_path / "wisdom").write_text(
+        "A fool and his money are soon parted.  Keep yours close.\n"
+        "\t\t-- Old Proverb\n"
+        "%\n"
+        "Never put off until tomorrow\n"
+        "what you can do today.\n"
+        "%\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "wisdom.dat").write_bytes(b"\x00\x01binary index")
+    (tmp_path / "ascii-art").write_text("Skipped art file.\n%\n", encoding="utf-8")
+    (tmp_path / "subdir").mkdir()
+    texts = list(fortune_texts(root=tmp_path))
+    assert texts == [
+        "A fool and his money are soon parted.",
+        "Keep yours close.",
+        "Never put off until tomorrow what you can do today.",
+    ]
+    assert list(fortune_texts(root=tmp_path / "missing")) == []
+
+
+def test_wordnet_texts(tmp_path: Path) -> None:
+    (tmp_path / "data.noun").write_text(
+        "  1 This software and database is being provided to you, the LICENSEE, by\n"
+        '  2 Princeton University "AS IS" | under the following license.\n'
+        "02084071 05 n 01 dog 0 001 @ 02083346 n 0000 | a dog; "
+        '"the dog barked loudly at night"  \n'
+        "02084072 05 n 01 cat 0 000 | a cat; "
+        '"the cat sat"; "cats purr"\n'
+        "02084073 05 n 01 rock 0 000 | a stone with no example\n",
+        encoding="utf-8",
+    )
+    texts = list(wordnet_texts(root=tmp_path))
+    assert texts == ["the dog barked loudly at night", "the cat sat", "cats purr"]
+    assert clean_unique(texts) == ["the dog barked loudly at night", "the cat sat"]
+    assert list(wordnet_texts(root=tmp_path / "missing")) == []
+
+
+# ---------------------------------------------------------------------------
+# Manifests
+# ---------------------------------------------------------------------------
+
+
+ENTRIES = [
+    {"audio_filepath": "wav/a.wav", "duration": 1.5, "text": "hello world", "engine": "espeak"},
+    {"audio_filepath": "/abs/b.wav", "duration": 2.25, "text": "naïve café", "augment": {"snr": 10.0}},
+]
+
+
+def test_manifest_round_trip_and_paths(tmp_path: Path) -> None:
+    path = tmp_path / "corpus" / "m.jsonl"
+    write_manifest(path, ENTRIES)
+    assert not list(path.parent.glob("*.tmp"))
+    assert read_manifest(path, resolve=False) == ENTRIES
+    resolved = read_manifest(path)
+    assert resolved[0]["audio_filepath"] == str(tmp_path / "corpus" / "wav" / "a.wav")
+    assert resolved[1]["audio_filepath"] == "/abs/b.wav"
+    assert resolved[1]["augment"] == {"snr": 10.0}
+    assert total_hours(resolved) == pytest.approx(3.75 / 3600)
+
+
+def test_manifest_skips_blank_lines(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    path.write_text("\n" + json.dumps(ENTRIES[0]) + "\n\n   \n", encoding="utf-8")
+    assert read_manifest(path, resolve=False) == ENTRIES[:1]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"audio_filepath": "a.wav", "duration": 1.0', "JSON"),
+        ("not json at all", "JSON"),
+        ("42", "JSON object"),
+        ("null", "JSON object"),
+        ('["audio_filepath", "duration", "text"]', "JSON object"),
+        ('{"audio_filepath": "a.wav", "text": "hi"}', "duration"),
+        ('{"duration": 1.0}', "audio_filepath"),
+    ],
+)
+def test_manifest_bad_line_names_file_and_line(tmp_path: Path, line: str, message: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(ENTRIES[0]) + "\n" + line + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=message) as exc:
+        read_manifest(path)
+    assert f"{path}:2" in str(exc.value)
+
+
+def test_manifest_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not found"):
+        read_manifest(tmp_path / "nope.jsonl")
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.text(max_size=40), st.text(min_size=1, max_size=20), st.floats(0, 1e4)),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_manifest_round_trip_any_text(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, str, float]]
+) -> None:
+    path = tmp_path_factory.mktemp("m") / "m.jsonl"
+    entries = [{"audio_filepath": a, "duration": d, "text": t} for t, a, d in rows]
+    write_manifest(path, entries)
+    assert read_manifest(path, resolve=False) == entries
+
+
+# ---------------------------------------------------------------------------
+# A tiny real build
+# ---------------------------------------------------------------------------
+
+TEXT = {
+    "train": [
+        "the quick brown fox jumps over the lazy dog",
+        "she sells sea shells by the sea shore",
+        "a stitch in time saves nine",
+        "every cloud has a silver lining",
+    ],
+    "dev": ["the early bird catches the worm", "actions speak louder than words"],
+    "test": ["all that glitters is not gold", "birds of a feather flock together"],
+}
+
+
+@pytest.mark.skipif(
+    shutil.which("espeak-ng") is None or shutil.which("flite") is None, reason="needs espeak-ng and flite"
+)
+def test_tiny_build_end_to_end_and_resume(tmp_path: Path) -> None:
+    text_dir = tmp_path / "text"
+    text_dir.mkdir()
+    for split, sentences in TEXT.items():  # skips reading the Debian text packages
+        (text_dir / f"{split}.txt").write_text("\n".join(sentences) + "\n", encoding="utf-8")
+    config = CorpusConfig(
+        out=tmp_path,
+        hours=0.003,
+        dev_utts=4,
+        test_utts=4,
+        shard_size=4,
+        jobs=1,
+        engine_weights={"espeak": 1.0},
+    )
+    summary = build_corpus(config, progress=False)
+
+    manifests = {split: read_manifest(tmp_path / f"{split}.jsonl") for split in SPLITS}
+    for split, entries in manifests.items():
+        assert entries, split
+        for e in entries:
+            info = sf.info(e["audio_filepath"])
+            assert info.samplerate == SR and info.channels == 1
+            assert info.frames / SR == pytest.approx(e["duration"], abs=1e-3)
+            assert e["engine"] == "espeak"
+            assert e["text"] in TEXT[split]
+    assert len(manifests["dev"]) <= 4 and len(manifests["test"]) <= 4
+    assert sum(e["duration"] for e in manifests["train"]) >= 0.003 * 3600
+
+    train_texts = {e["text"] for e in manifests["train"]}
+    assert not train_texts & set(TEXT["test"])
+    speakers = {split: {e["speaker"] for e in entries} for split, entries in manifests.items()}
+    assert not speakers["test"] & speakers["train"]
+    assert not speakers["dev"] & speakers["train"]
+
+    on_disk = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
+    for split in SPLITS:
+        assert on_disk["splits"][split]["per_engine"]["espeak"] > 0
+        assert on_disk["splits"][split]["utterances"] == len(manifests[split])
+    assert summary["splits"] == on_disk["splits"]
+
+    # Re-running resumes: no shard is rebuilt and the manifests stay the same.
+    shards = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (tmp_path / "shards").glob("*.jsonl")}
+    again = build_corpus(config, progress=False)
+    assert {
+        p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (tmp_path / "shards").glob("*.jsonl")
+    } == shards
+    assert again["audio_hours_this_run"] == 0
+    assert again["splits"] == summary["splits"]
+    assert {split: read_manifest(tmp_path / f"{split}.jsonl") for split in SPLITS} == manifests
