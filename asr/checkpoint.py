@@ -27,7 +27,11 @@ from asr.text import Vocabulary
 
 FORMAT_VERSION = 1
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-MODEL_ALIASES = {"streaming": "streaming.pt", "stream": "streaming.pt", "offline": "offline.pt"}
+MODEL_ALIASES = {
+    "streaming": "streaming/model.pt",
+    "stream": "streaming/model.pt",
+    "offline": "offline/model.pt",
+}
 
 
 @dataclass

@@ -86,5 +86,10 @@ def build_smoke_set(out: str | Path) -> Path:
         )
     manifest = out / "manifest.jsonl"
     write_manifest(manifest, entries)
-    log.info("smoke set: %d clips, %d words -> %s", len(entries), sum(len(e["text"].split()) for e in entries), manifest)
+    log.info(
+        "smoke set: %d clips, %d words -> %s",
+        len(entries),
+        sum(len(e["text"].split()) for e in entries),
+        manifest,
+    )
     return manifest

@@ -1,0 +1,165 @@
+"""In-process API for embedding the recogniser without gRPC.
+
+    import asr
+    rec = asr.load()                                   # shipped models + LM
+    print(rec.transcribe("meeting.wav").text)         # offline (BiLSTM) by default
+    session = rec.stream(asr.SessionConfig(mode="two-pass"))
+    for chunk in chunks:                               # float32 at config.sample_rate
+        for result in session.accept_audio(chunk):
+            print(result.is_final, result.text)
+    session.finish()
+
+Long files are read block by block and segmented at endpoints, so memory stays
+bounded whatever the file's length; result times are global.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from asr.audio import SAMPLE_RATE, AudioError, load_audio
+from asr.checkpoint import MODELS_DIR, LoadedModel, load_model
+from asr.decoding import Decoder, DecoderOptions
+from asr.streaming import Result, SessionConfig, StreamingSession
+
+log = logging.getLogger(__name__)
+
+BLOCK_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """Finals of one file or array."""
+
+    results: tuple[Result, ...]
+    duration: float
+
+    @property
+    def text(self) -> str:
+        return " ".join(r.text for r in self.results if r.text)
+
+
+def load_decoder(lm_dir: str | os.PathLike[str] | None, vocab_labels: list[str] | None = None) -> Decoder:
+    """Decoder with the LM in ``lm_dir`` (tuned alpha/beta from lm.json) or none."""
+    if lm_dir is None:
+        return Decoder()
+    lm_dir = Path(lm_dir)
+    binary = lm_dir / "lm.bin"
+    if not binary.is_file():
+        log.warning("no language model at %s: beam search without LM", binary)
+        return Decoder()
+    unigrams = (lm_dir / "unigrams.txt").read_text(encoding="utf-8").split()
+    options = DecoderOptions()
+    meta = lm_dir / "lm.json"
+    if meta.exists():
+        tuned = json.loads(meta.read_text()).get("tuned", {})
+        options = replace(options, **{k: v for k, v in tuned.items() if k in ("alpha", "beta")})
+    return Decoder(lm_path=binary, unigrams=unigrams, options=options)
+
+
+class Recognizer:
+    """The streaming model, the optional offline model and the decoder, shared by sessions."""
+
+    def __init__(self, streaming: LoadedModel, offline: LoadedModel | None, decoder: Decoder) -> None:
+        if streaming.model.config.bidirectional:
+            raise ValueError("expected a unidirectional model as the streaming model")
+        if offline is not None and not offline.model.config.bidirectional:
+            log.info("offline model %s is unidirectional", offline.path)
+        self.streaming = streaming
+        self.offline = offline
+        self.decoder = decoder
+
+    @classmethod
+    def load(
+        cls,
+        streaming: str | os.PathLike[str] = "streaming",
+        offline: str | os.PathLike[str] | None = "offline",
+        lm: str | os.PathLike[str] | None = MODELS_DIR / "lm",
+    ) -> Recognizer:
+        """Load models by name (``streaming``/``offline``) or checkpoint path."""
+        return cls(load_model(streaming), load_model(offline) if offline else None, load_decoder(lm))
+
+    def stream(self, config: SessionConfig = SessionConfig()) -> StreamingSession:
+        """A new streaming session (one per stream)."""
+        if config.mode in ("two-pass", "offline") and self.offline is None:
+            raise ValueError(f"expected an offline model for mode {config.mode!r}; none loaded")
+        return StreamingSession(
+            self.streaming.model,
+            self.streaming.normalizer,
+            self.decoder,
+            replace(config, mode="two-pass" if config.mode == "offline" else config.mode),
+            offline_model=self.offline.model if self.offline else None,
+            offline_normalizer=self.offline.normalizer if self.offline else None,
+        )
+
+    def transcribe(
+        self,
+        audio: str | os.PathLike[str] | np.ndarray,
+        mode: str = "offline",
+        sample_rate: int = SAMPLE_RATE,
+        config: SessionConfig | None = None,
+    ) -> Transcript:
+        """Transcribe a file (any format soundfile reads) or a float32 array.
+
+        Args:
+            audio: path, or mono float32 samples at ``sample_rate``.
+            mode: ``offline`` (BiLSTM finals), ``two-pass`` (same here) or ``stream``.
+            config: session settings (endpointing, hotwords, n-best); interim results are off.
+
+        Raises:
+            AudioError: the file is missing, empty, truncated or not audio.
+        """
+        base = config or SessionConfig()
+        if isinstance(audio, np.ndarray):
+            blocks: Iterator[np.ndarray] = iter([np.asarray(audio, dtype=np.float32)])
+            rate = sample_rate
+        else:
+            blocks, rate = _file_blocks(audio)
+        session = self.stream(replace(base, mode=mode, sample_rate=rate, interim_results=False))
+        results: list[Result] = []
+        samples = 0
+        for block in blocks:
+            samples += len(block)
+            results.extend(r for r in session.accept_audio(block) if r.is_final)
+        results.extend(r for r in session.finish() if r.is_final)
+        return Transcript(results=tuple(results), duration=samples / rate)
+
+
+def _file_blocks(path: str | os.PathLike[str]) -> tuple[Iterator[np.ndarray], int]:
+    """Mono float32 blocks of a file at its own rate; small files go through load_audio's checks."""
+    path = Path(path)
+    try:
+        info = sf.info(str(path))
+    except Exception:  # noqa: BLE001 - let load_audio produce the precise AudioError
+        load_audio(path)
+        raise AudioError(f"{path}: not a readable audio file") from None
+    if info.frames <= info.samplerate * 60:
+        return iter([load_audio(path, SAMPLE_RATE)]), SAMPLE_RATE
+
+    def gen() -> Iterator[np.ndarray]:
+        block = int(info.samplerate * BLOCK_SECONDS)
+        with sf.SoundFile(str(path)) as f:
+            while True:
+                data = f.read(block, dtype="float32", always_2d=True)
+                if len(data) == 0:
+                    break
+                yield np.nan_to_num(data.mean(axis=1))
+
+    return gen(), info.samplerate
+
+
+def load(
+    streaming: str | os.PathLike[str] = "streaming",
+    offline: str | os.PathLike[str] | None = "offline",
+    lm: str | os.PathLike[str] | None = MODELS_DIR / "lm",
+) -> Recognizer:
+    """Load the shipped recogniser (see :class:`Recognizer`)."""
+    return Recognizer.load(streaming, offline, lm)

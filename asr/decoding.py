@@ -1,0 +1,218 @@
+"""From CTC log-probs to text: greedy and beam search with a KenLM n-gram (pyctcdecode).
+
+Both paths give :class:`Hypothesis` objects with word start/end times (from frame
+offsets; one model step is 30 ms) and confidences:
+
+* word confidence: the mean, over the word's frames, of the best symbol's posterior;
+* utterance confidence: the mean word confidence (1.0 for an empty hypothesis with
+  confident blanks, i.e. the mean blank posterior).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from asr.text import BLANK, LABELS, Vocabulary, greedy_decode_with_frames
+
+log = logging.getLogger(__name__)
+
+STEP_SECONDS = 0.03  # 3 stacked 10 ms frames
+
+
+@dataclass(frozen=True)
+class DecoderOptions:
+    """Beam-search settings; alpha/beta defaults are replaced by the tuned values in models/lm."""
+
+    beam_width: int = 32
+    alpha: float = 0.5  # LM weight
+    beta: float = 1.0  # word insertion bonus
+    beam_prune_logp: float = -10.0
+    token_min_logp: float = -5.0
+    hotword_weight: float = 10.0
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    start: float  # seconds
+    end: float
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    text: str
+    words: tuple[Word, ...] = field(default_factory=tuple)
+    confidence: float = 0.0
+    score: float = 0.0  # decoder's combined log score (greedy: acoustic log-prob of the path)
+
+
+def _word_confidence(probs_max: np.ndarray, start: int, end: int) -> float:
+    span = probs_max[start : max(end, start + 1)]
+    return float(span.mean()) if len(span) else 0.0
+
+
+def _utterance_confidence(words: Sequence[Word], probs_max: np.ndarray) -> float:
+    if words:
+        return float(np.mean([w.confidence for w in words]))
+    return float(probs_max.mean()) if len(probs_max) else 1.0
+
+
+def words_from_frames(
+    chars: Sequence[tuple[str, int]],
+    probs_max: np.ndarray,
+    time_offset: float = 0.0,
+    step_seconds: float = STEP_SECONDS,
+) -> tuple[Word, ...]:
+    """Group (char, frame) emissions into words with times and confidences."""
+    words: list[Word] = []
+    current: list[tuple[str, int]] = []
+
+    def flush() -> None:
+        if not current:
+            return
+        start, last = current[0][1], current[-1][1]
+        words.append(
+            Word(
+                word="".join(c for c, _ in current),
+                start=round(time_offset + start * step_seconds, 3),
+                end=round(time_offset + (last + 1) * step_seconds, 3),
+                confidence=round(_word_confidence(probs_max, start, last + 1), 4),
+            )
+        )
+        current.clear()
+
+    for ch, frame in chars:
+        if ch == " ":
+            flush()
+        else:
+            current.append((ch, frame))
+    flush()
+    return tuple(words)
+
+
+class Decoder:
+    """Greedy and LM beam-search decoding for one vocabulary (and optionally one LM)."""
+
+    def __init__(
+        self,
+        vocab: Vocabulary | None = None,
+        lm_path: str | os.PathLike[str] | None = None,
+        unigrams: Sequence[str] | None = None,
+        options: DecoderOptions = DecoderOptions(),
+    ) -> None:
+        self.vocab = vocab or Vocabulary(LABELS)
+        self.options = options
+        self.lm_path = Path(lm_path) if lm_path else None
+        self._unigrams = list(unigrams) if unigrams is not None else None
+        self._beam = self._build(options)
+
+    def _build(self, options: DecoderOptions):  # type: ignore[no-untyped-def]
+        from pyctcdecode import build_ctcdecoder
+
+        return build_ctcdecoder(
+            self.vocab.pyctcdecode_labels(),
+            kenlm_model_path=str(self.lm_path) if self.lm_path else None,
+            unigrams=self._unigrams,
+            alpha=options.alpha,
+            beta=options.beta,
+        )
+
+    @property
+    def has_lm(self) -> bool:
+        return self.lm_path is not None
+
+    def with_options(self, **changes: float) -> Decoder:
+        """Same decoder with other settings; alpha/beta are reset in place (no LM reload)."""
+        options = replace(self.options, **changes)
+        clone = object.__new__(Decoder)
+        clone.vocab, clone.options, clone.lm_path, clone._unigrams = (
+            self.vocab,
+            options,
+            self.lm_path,
+            self._unigrams,
+        )
+        clone._beam = self._beam
+        if ("alpha" in changes or "beta" in changes) and self.has_lm:
+            clone._beam = self._build(options)
+        return clone
+
+    def greedy(self, log_probs: np.ndarray, time_offset: float = 0.0) -> Hypothesis:
+        """Best path: argmax per step, merge repeats, drop blanks."""
+        lp = np.asarray(log_probs, dtype=np.float32)
+        probs_max = np.exp(lp.max(-1)) if len(lp) else np.zeros(0, np.float32)
+        emitted = greedy_decode_with_frames(lp)
+        chars = [(self.vocab.labels[i], f) for i, f in emitted]
+        # Collapse double spaces the way greedy_decode does.
+        tidy: list[tuple[str, int]] = []
+        for ch, f in chars:
+            if ch == " " and (not tidy or tidy[-1][0] == " "):
+                continue
+            tidy.append((ch, f))
+        while tidy and tidy[-1][0] == " ":
+            tidy.pop()
+        words = words_from_frames(tidy, probs_max, time_offset)
+        score = float(lp.max(-1).sum()) if len(lp) else 0.0
+        return Hypothesis(
+            text=" ".join(w.word for w in words),
+            words=words,
+            confidence=round(_utterance_confidence(words, probs_max), 4),
+            score=score,
+        )
+
+    def beam(
+        self,
+        log_probs: np.ndarray,
+        hotwords: Sequence[str] | None = None,
+        hotword_weight: float | None = None,
+        n_best: int = 1,
+        time_offset: float = 0.0,
+    ) -> list[Hypothesis]:
+        """Beam search with the LM (if any) and optional hotwords; best first."""
+        lp = np.asarray(log_probs, dtype=np.float32)
+        if len(lp) == 0:
+            return [Hypothesis(text="", confidence=1.0)]
+        probs_max = np.exp(lp.max(-1))
+        beams = self._beam.decode_beams(
+            lp,
+            beam_width=max(self.options.beam_width, n_best),
+            beam_prune_logp=self.options.beam_prune_logp,
+            token_min_logp=self.options.token_min_logp,
+            hotwords=[h for h in (hotwords or []) if h.strip()] or None,
+            hotword_weight=self.options.hotword_weight if hotword_weight is None else hotword_weight,
+        )
+        results = []
+        for text, _lm_state, word_frames, _logit_score, combined in beams[:n_best]:
+            words = tuple(
+                Word(
+                    word=w,
+                    start=round(time_offset + s * STEP_SECONDS, 3),
+                    end=round(time_offset + max(e, s + 1) * STEP_SECONDS, 3),
+                    confidence=round(_word_confidence(probs_max, s, e), 4),
+                )
+                for w, (s, e) in word_frames
+            )
+            results.append(
+                Hypothesis(
+                    text=" ".join(text.split()),
+                    words=words,
+                    confidence=round(_utterance_confidence(words, probs_max), 4),
+                    score=float(combined),
+                )
+            )
+        return results or [Hypothesis(text="", confidence=1.0)]
+
+
+def blank_run(log_probs: np.ndarray, blank: int = BLANK) -> int:
+    """Number of trailing steps whose best symbol is blank (for endpointing)."""
+    if len(log_probs) == 0:
+        return 0
+    is_blank = np.asarray(log_probs).argmax(-1) == blank
+    nonblank = np.flatnonzero(~is_blank)
+    return len(is_blank) if len(nonblank) == 0 else len(is_blank) - 1 - int(nonblank[-1])

@@ -1,0 +1,365 @@
+"""One streaming recognition session: PCM chunks in, partial and final results out.
+
+The session is split in two halves so that a server can batch the model step across
+many sessions (see ``asr.batching``):
+
+1. :meth:`StreamingSession.push_audio` resamples, computes log-mel frames and returns
+   the normalised frames that are ready for the model (a multiple of the 3-frame stack);
+2. :meth:`StreamingSession.consume` takes the model's log-probs for those frames and
+   returns results: partials while an utterance is open, a final at each endpoint.
+
+:meth:`StreamingSession.accept_audio` does both with a direct model call.
+
+Endpointing (per-session :class:`EndpointConfig`): an utterance ends after a run of
+blank steps (trailing silence), at the maximum utterance length, or when the caller
+forces it; an initial-silence timeout ends a stream in which nobody speaks. At each
+endpoint the final comes from beam search + LM over the streaming model's log-probs
+(mode ``stream``) or over the BiLSTM's log-probs of the buffered utterance (``two-pass``).
+Memory per session is bounded by the maximum utterance length.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+import torch
+
+from asr.audio import SAMPLE_RATE, StreamResampler
+from asr.decoding import STEP_SECONDS, Decoder, Hypothesis
+from asr.evaluate import batch_log_probs
+from asr.features import Normalizer, StreamingFeatureExtractor
+from asr.model import CTCModel, LSTMState
+
+log = logging.getLogger(__name__)
+
+MODES = ("stream", "two-pass", "offline")
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """When an utterance ends.
+
+    Attributes:
+        trailing_silence_ms: blank steps after speech that end an utterance.
+        max_utterance_ms: an utterance is cut here even while speech goes on.
+        initial_silence_timeout_ms: end the stream if no speech starts by then (0: never).
+    """
+
+    trailing_silence_ms: int = 600
+    max_utterance_ms: int = 20000
+    initial_silence_timeout_ms: int = 0
+
+    def __post_init__(self) -> None:
+        if self.trailing_silence_ms < STEP_SECONDS * 1000:
+            raise ValueError(f"expected trailing_silence_ms >= 30, got {self.trailing_silence_ms}")
+        if self.max_utterance_ms < 1000:
+            raise ValueError(f"expected max_utterance_ms >= 1000, got {self.max_utterance_ms}")
+        if self.initial_silence_timeout_ms < 0:
+            raise ValueError(
+                f"expected initial_silence_timeout_ms >= 0, got {self.initial_silence_timeout_ms}"
+            )
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """Per-stream settings."""
+
+    mode: str = "stream"
+    sample_rate: int = SAMPLE_RATE
+    interim_results: bool = True
+    partial_decoder: str = "greedy"  # or "beam"
+    n_best: int = 1
+    hotwords: tuple[str, ...] = ()
+    hotword_weight: float | None = None
+    single_utterance: bool = False
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"expected mode in {MODES}, got {self.mode!r}")
+        if self.partial_decoder not in ("greedy", "beam"):
+            raise ValueError(f"expected partial_decoder 'greedy' or 'beam', got {self.partial_decoder!r}")
+        if not 1 <= self.n_best <= 32:
+            raise ValueError(f"expected n_best in 1..32, got {self.n_best}")
+
+
+class EventType(str, Enum):
+    SPEECH_START = "speech_start"
+    SPEECH_END = "speech_end"
+    INITIAL_SILENCE_TIMEOUT = "initial_silence_timeout"
+
+
+@dataclass(frozen=True)
+class Result:
+    """A partial or final result; times are seconds from the start of the stream."""
+
+    is_final: bool
+    alternatives: tuple[Hypothesis, ...]
+    utterance_index: int
+    start: float
+    end: float
+    stability: float = 1.0
+    events: tuple[EventType, ...] = ()
+
+    @property
+    def text(self) -> str:
+        return self.alternatives[0].text if self.alternatives else ""
+
+
+@dataclass
+class _Utterance:
+    start_step: int  # global step index of the first step of this utterance
+    log_probs: list[np.ndarray] = field(default_factory=list)  # (n, V) per chunk
+    frames: list[torch.Tensor] = field(default_factory=list)  # normalised frames (two-pass)
+    steps: int = 0
+    speech_started: bool = False
+    blank_run: int = 0
+    last_token: int = 0
+    text: str = ""  # greedy partial so far
+    char_steps: list[int] = field(default_factory=list)  # local step of each emitted char
+
+
+class StreamingSession:
+    """Recognition state of one stream. Not thread-safe; one per stream."""
+
+    def __init__(
+        self,
+        model: CTCModel,
+        normalizer: Normalizer,
+        decoder: Decoder,
+        config: SessionConfig = SessionConfig(),
+        offline_model: CTCModel | None = None,
+        offline_normalizer: Normalizer | None = None,
+    ) -> None:
+        if model.config.bidirectional:
+            raise ValueError("expected a unidirectional (streaming) model for the session")
+        if config.mode == "two-pass" and offline_model is None:
+            raise ValueError("expected an offline model for two-pass mode")
+        self.model = model
+        self.normalizer = normalizer
+        self.decoder = decoder
+        self.config = config
+        self.offline_model = offline_model
+        self.offline_normalizer = offline_normalizer or normalizer
+        self.stack = model.config.stack
+        self.resampler = StreamResampler(config.sample_rate, SAMPLE_RATE)
+        self.features = StreamingFeatureExtractor()
+        self.state: LSTMState | None = None
+        self._pending = torch.zeros(0, model.config.n_mels)  # frames not yet a full stack
+        self._raw_pending: list[torch.Tensor] = []  # un-normalised twins (two-pass)
+        self.step = 0  # global model steps consumed
+        self.utterance_index = 0
+        self._utt = _Utterance(start_step=0)
+        self.finished = False
+        self._last_partial = ""
+        self._vocab_labels = decoder.vocab.labels
+        self._blank = decoder.vocab.blank
+        trailing = config.endpoint.trailing_silence_ms / 1000
+        self._endpoint_steps = max(1, round(trailing / STEP_SECONDS))
+        self._max_steps = round(config.endpoint.max_utterance_ms / 1000 / STEP_SECONDS)
+        self._initial_timeout_steps = round(config.endpoint.initial_silence_timeout_ms / 1000 / STEP_SECONDS)
+
+    # ----------------------------------------------------------- model input
+    def push_audio(self, audio: np.ndarray) -> torch.Tensor:
+        """Accept samples at the session's rate; return normalised frames ready for the model.
+
+        Returns:
+            ``(T, n_mels)`` with ``T`` a multiple of the stack (possibly 0).
+        """
+        if self.finished:
+            raise RuntimeError("session already finished")
+        audio16 = self.resampler.process(np.asarray(audio, dtype=np.float32))
+        return self._frames_ready(self.features.accept(audio16))
+
+    def flush_audio(self) -> torch.Tensor:
+        """End of audio: drain the resampler; leftover frames short of a stack are dropped."""
+        audio16 = self.resampler.process(np.zeros(0, np.float32), last=True)
+        return self._frames_ready(self.features.accept(audio16))
+
+    def _frames_ready(self, frames: torch.Tensor) -> torch.Tensor:
+        frames = torch.cat([self._pending, self.normalizer(frames)]) if len(frames) else self._pending
+        usable = len(frames) // self.stack * self.stack
+        self._pending = frames[usable:]
+        return frames[:usable]
+
+    # ---------------------------------------------------------- model output
+    def run_model(self, frames: torch.Tensor) -> np.ndarray:
+        """Single-session model step (the batcher does this for many sessions at once)."""
+        if len(frames) == 0:
+            return np.zeros((0, len(self._vocab_labels)), np.float32)
+        with torch.inference_mode():
+            lp, _, self.state = self.model(frames[None], torch.tensor([len(frames)]), self.state)
+        return lp[0].numpy()
+
+    def consume(self, frames: torch.Tensor, log_probs: np.ndarray) -> list[Result]:
+        """Advance the session with the model's output for ``frames``; return new results."""
+        results = self._advance(frames, log_probs) if len(log_probs) and not self.finished else []
+        partial = self._partial_result()
+        if partial is not None:
+            results.append(partial)
+        return results
+
+    def _advance(self, frames: torch.Tensor, log_probs: np.ndarray) -> list[Result]:
+        results: list[Result] = []
+        utt = self._utt
+        start = 0
+        for j, token in enumerate(log_probs.argmax(-1)):
+            token = int(token)
+            local = utt.steps + (j - start)
+            if token != self._blank:
+                if not utt.speech_started:
+                    utt.speech_started = True
+                    results.append(self._event(EventType.SPEECH_START))
+                if token != utt.last_token:
+                    ch = self._vocab_labels[token]
+                    if not (ch == " " and (not utt.text or utt.text.endswith(" "))):
+                        utt.text += ch
+                        utt.char_steps.append(local)
+                utt.blank_run = 0
+            else:
+                utt.blank_run += 1
+            utt.last_token = token
+            global_step = self.step + j + 1
+            if (
+                not utt.speech_started
+                and self._initial_timeout_steps
+                and self.utterance_index == 0
+                and global_step >= self._initial_timeout_steps
+            ):
+                self._append(utt, frames, log_probs, start, j + 1)
+                self.step += j + 1 - start
+                self.finished = True
+                results.append(self._event(EventType.INITIAL_SILENCE_TIMEOUT))
+                return results
+            endpoint = utt.speech_started and utt.blank_run >= self._endpoint_steps
+            too_long = local + 1 >= self._max_steps
+            if endpoint or too_long:
+                self._append(utt, frames, log_probs, start, j + 1)
+                self.step += j + 1 - start
+                results.extend(self._finalize())
+                utt = self._utt
+                start = j + 1
+                if self.finished:
+                    return results
+        self._append(utt, frames, log_probs, start, len(log_probs))
+        self.step += len(log_probs) - start
+        return results
+
+    def _append(self, utt: _Utterance, frames: torch.Tensor, log_probs: np.ndarray, a: int, b: int) -> None:
+        if b <= a:
+            return
+        utt.log_probs.append(log_probs[a:b])
+        if self.config.mode == "two-pass":
+            utt.frames.append(frames[a * self.stack : b * self.stack])
+        utt.steps += b - a
+
+    # -------------------------------------------------------------- results
+    def _event(self, event: EventType) -> Result:
+        t = round(self.step * STEP_SECONDS, 3)
+        return Result(False, (), self.utterance_index, t, t, events=(event,))
+
+    def _utterance_log_probs(self) -> np.ndarray:
+        utt = self._utt
+        if not utt.log_probs:
+            return np.zeros((0, len(self._vocab_labels)), np.float32)
+        return np.concatenate(utt.log_probs)
+
+    def _partial_result(self) -> Result | None:
+        if not self.config.interim_results or self.finished:
+            return None
+        utt = self._utt
+        offset = utt.start_step * STEP_SECONDS
+        if self.config.partial_decoder == "beam":
+            hyp = self.decoder.beam(self._utterance_log_probs(), self.config.hotwords, time_offset=offset)[0]
+        else:
+            text = utt.text.strip()
+            hyp = Hypothesis(text=text)
+        if not hyp.text or hyp.text == self._last_partial:
+            return None
+        self._last_partial = hyp.text
+        # Stability: share of characters emitted more than the endpoint window ago.
+        settled = sum(1 for s in utt.char_steps if utt.steps - s > self._endpoint_steps)
+        stability = round(settled / max(1, len(utt.char_steps)), 3)
+        return Result(
+            is_final=False,
+            alternatives=(hyp,),
+            utterance_index=self.utterance_index,
+            start=round(offset, 3),
+            end=round((utt.start_step + utt.steps) * STEP_SECONDS, 3),
+            stability=stability,
+        )
+
+    def _final_hypotheses(self) -> list[Hypothesis]:
+        utt = self._utt
+        offset = utt.start_step * STEP_SECONDS
+        if self.config.mode == "two-pass" and utt.frames and self.offline_model is not None:
+            frames = torch.cat(utt.frames)
+            # The offline model has its own normaliser: undo ours, apply its own.
+            if self.offline_normalizer is not self.normalizer:
+                frames = self.offline_normalizer(frames * self.normalizer.std + self.normalizer.mean)
+            lp = batch_log_probs(self.offline_model, [frames])[0].numpy()
+        else:
+            lp = self._utterance_log_probs()
+        return self.decoder.beam(
+            lp, self.config.hotwords, self.config.hotword_weight, self.config.n_best, offset
+        )
+
+    def _finalize(self) -> list[Result]:
+        """Close the current utterance: final result (if it held speech) and reset."""
+        utt = self._utt
+        results: list[Result] = []
+        if utt.speech_started:
+            hyps = self._final_hypotheses()
+            start = utt.start_step * STEP_SECONDS
+            end = (utt.start_step + utt.steps) * STEP_SECONDS
+            results.append(
+                Result(
+                    is_final=True,
+                    alternatives=tuple(hyps),
+                    utterance_index=self.utterance_index,
+                    start=round(start, 3),
+                    end=round(end, 3),
+                    stability=1.0,
+                    events=(EventType.SPEECH_END,),
+                )
+            )
+            self.utterance_index += 1
+            if self.config.single_utterance:
+                self.finished = True
+        self._utt = _Utterance(start_step=self.step)
+        self._last_partial = ""
+        # The LSTM state runs on across utterances: resetting it mid-chunk would make
+        # results depend on how the audio was chunked.
+        return results
+
+    # ------------------------------------------------------------ public API
+    def accept_audio(self, audio: np.ndarray) -> list[Result]:
+        """Push samples (float32 at the session rate) and run the model for this session."""
+        frames = self.push_audio(audio)
+        return self.consume(frames, self.run_model(frames))
+
+    def force_endpoint(self) -> list[Result]:
+        """End the current utterance now (its final comes back, if it held speech)."""
+        if self.finished:
+            return []
+        return self._finalize()
+
+    def finish(self) -> list[Result]:
+        """End of stream: process what is buffered and close the last utterance."""
+        if self.finished:
+            return []
+        frames = self.flush_audio()
+        results = self.consume(frames, self.run_model(frames)) if len(frames) else []
+        if not self.finished:
+            results.extend(self._finalize())
+        self.finished = True
+        return results
+
+
+def results_text(results: Sequence[Result]) -> str:
+    """Concatenated final transcripts (for tests and simple callers)."""
+    return " ".join(r.text for r in results if r.is_final and r.text)
