@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 import torch
@@ -87,7 +87,7 @@ class SessionConfig:
             raise ValueError(f"expected n_best in 1..32, got {self.n_best}")
 
 
-class EventType(str, Enum):
+class EventType(StrEnum):
     SPEECH_START = "speech_start"
     SPEECH_END = "speech_end"
     INITIAL_SILENCE_TIMEOUT = "initial_silence_timeout"
