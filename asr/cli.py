@@ -191,6 +191,121 @@ def _add_eval(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=_eval)
 
 
+def _transcribe(args: argparse.Namespace) -> int:
+    from asr.api import Recognizer
+    from asr.streaming import EndpointConfig, SessionConfig
+    from asr.transcribe import transcribe_files
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    recognizer = Recognizer.load(
+        streaming=args.streaming_model,
+        offline=args.offline_model if args.mode != "stream" else None,
+        lm=None if args.no_lm else args.lm,
+    )
+    config = SessionConfig(
+        hotwords=tuple(args.hotword),
+        hotword_weight=args.hotword_weight,
+        n_best=args.n_best,
+        endpoint=EndpointConfig(
+            trailing_silence_ms=args.trailing_silence_ms, max_utterance_ms=args.max_utterance_ms
+        ),
+    )
+    report = transcribe_files(
+        recognizer, args.files, args.mode, args.format, args.output_dir, config, progress=not args.quiet
+    )
+    rtf = report.seconds / max(report.audio_seconds, 1e-9)
+    print(
+        f"{len(report.done)} transcribed, {len(report.failed)} failed; "
+        f"{report.audio_seconds / 60:.1f} min of audio in {report.seconds:.1f} s (RTF {rtf:.3f})",
+        file=sys.stderr,
+    )
+    for path, reason in report.failed:
+        print(f"FAILED {path}: {reason}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def _add_transcribe(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "transcribe",
+        help="transcribe audio files (batch, no server needed)",
+        description=(
+            "Transcribe wav/flac/ogg/mp3 files. Long files are read in blocks and segmented at "
+            "endpoints (bounded memory, global timestamps). A file that fails is reported and the "
+            "rest go on; the exit code is 1 if any file failed."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="audio files")
+    p.add_argument(
+        "--mode",
+        choices=["offline", "two-pass", "stream"],
+        default="offline",
+        help="offline/two-pass: BiLSTM finals; stream: uni-LSTM only",
+    )
+    p.add_argument("--format", choices=["txt", "json", "srt", "vtt"], default="txt", help="output format")
+    p.add_argument("--output-dir", help="write DIR/<name>.<format> per file instead of stdout")
+    p.add_argument("--streaming-model", default="streaming", help="streaming model name or path")
+    p.add_argument("--offline-model", default="offline", help="offline model name or path")
+    p.add_argument("--lm", default=str(_models_dir() / "lm"), help="language model folder")
+    p.add_argument("--no-lm", action="store_true", help="beam search without a language model")
+    p.add_argument("--hotword", action="append", default=[], help="boost this word/phrase (repeatable)")
+    p.add_argument("--hotword-weight", type=float, default=None, help="hotword boost (default 10)")
+    p.add_argument("--n-best", type=int, default=1, help="alternatives per utterance (json)")
+    p.add_argument("--trailing-silence-ms", type=int, default=600, help="silence that ends an utterance")
+    p.add_argument("--max-utterance-ms", type=int, default=20000, help="longest utterance before a cut")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_transcribe)
+
+
+def _models_dir() -> Path:
+    from asr.checkpoint import MODELS_DIR
+
+    return MODELS_DIR
+
+
+def _lm_build(args: argparse.Namespace) -> int:
+    from asr.lm import build_lm
+
+    summary = build_lm(
+        args.text, args.out, args.exclude, order=args.order, memory=args.memory, prune=args.prune
+    )
+    print(summary)
+    return 0
+
+
+def _add_lm(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    lm = sub.add_parser(
+        "lm", help="build the KenLM language model", description="KenLM n-gram language model."
+    )
+    lsub = lm.add_subparsers(dest="lm_command", required=True, metavar="ACTION")
+    p = lsub.add_parser(
+        "build",
+        help="train and binarise an n-gram from training text",
+        description=(
+            "Train a KenLM n-gram on training sentences only (lines of --exclude files, i.e. dev and "
+            "test sentences, are removed), binarise it (trie, 8-bit) and write lm.bin + unigrams.txt. "
+            "Needs lmplz/build_binary: scripts/build-kenlm.sh."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--text", nargs="+", default=["data/corpus/text/train.txt"], help="training sentences")
+    p.add_argument(
+        "--exclude",
+        nargs="*",
+        default=["data/corpus/text/dev.txt", "data/corpus/text/test.txt"],
+        help="held-out sentences that must not reach the LM",
+    )
+    p.add_argument("--out", default=str(_models_dir() / "lm"), help="output folder")
+    p.add_argument("--order", type=int, default=4, help="n-gram order")
+    p.add_argument("--memory", default="1G", help="lmplz memory cap (-S)")
+    p.add_argument("--prune", default=None, help='lmplz --prune thresholds, e.g. "0 0 1 1"')
+    p.set_defaults(func=_lm_build)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="asr",
@@ -202,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_corpus(sub)
     _add_train(sub)
     _add_eval(sub)
+    _add_lm(sub)
+    _add_transcribe(sub)
     return parser
 
 

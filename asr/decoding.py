@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asr.text import BLANK, LABELS, Vocabulary, greedy_decode_with_frames
+from asr.text import BLANK, LABELS, Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -65,22 +65,22 @@ def _utterance_confidence(words: Sequence[Word], probs_max: np.ndarray) -> float
 
 
 def words_from_frames(
-    chars: Sequence[tuple[str, int]],
+    chars: Sequence[tuple[str, int, int]],
     probs_max: np.ndarray,
     time_offset: float = 0.0,
     step_seconds: float = STEP_SECONDS,
 ) -> tuple[Word, ...]:
-    """Group (char, frame) emissions into words with times and confidences."""
+    """Group (char, first frame, last frame) emissions into words with times and confidences."""
     words: list[Word] = []
-    current: list[tuple[str, int]] = []
+    current: list[tuple[str, int, int]] = []
 
     def flush() -> None:
         if not current:
             return
-        start, last = current[0][1], current[-1][1]
+        start, last = current[0][1], current[-1][2]
         words.append(
             Word(
-                word="".join(c for c, _ in current),
+                word="".join(c for c, _, _ in current),
                 start=round(time_offset + start * step_seconds, 3),
                 end=round(time_offset + (last + 1) * step_seconds, 3),
                 confidence=round(_word_confidence(probs_max, start, last + 1), 4),
@@ -88,11 +88,11 @@ def words_from_frames(
         )
         current.clear()
 
-    for ch, frame in chars:
-        if ch == " ":
+    for item in chars:
+        if item[0] == " ":
             flush()
         else:
-            current.append((ch, frame))
+            current.append(item)
     flush()
     return tuple(words)
 
@@ -147,17 +147,20 @@ class Decoder:
         """Best path: argmax per step, merge repeats, drop blanks."""
         lp = np.asarray(log_probs, dtype=np.float32)
         probs_max = np.exp(lp.max(-1)) if len(lp) else np.zeros(0, np.float32)
-        emitted = greedy_decode_with_frames(lp)
-        chars = [(self.vocab.labels[i], f) for i, f in emitted]
-        # Collapse double spaces the way greedy_decode does.
-        tidy: list[tuple[str, int]] = []
-        for ch, f in chars:
-            if ch == " " and (not tidy or tidy[-1][0] == " "):
-                continue
-            tidy.append((ch, f))
-        while tidy and tidy[-1][0] == " ":
-            tidy.pop()
-        words = words_from_frames(tidy, probs_max, time_offset)
+        # Runs of the best symbol: (token, first frame, last frame); blanks and repeats collapse.
+        chars: list[tuple[str, int, int]] = []
+        previous = -1
+        for t, token in enumerate(lp.argmax(-1).tolist() if len(lp) else []):
+            if token == previous and chars and token != self.vocab.blank:
+                chars[-1] = (chars[-1][0], chars[-1][1], t)
+            elif token != previous and token != self.vocab.blank:
+                ch = self.vocab.labels[token]
+                if not (ch == " " and (not chars or chars[-1][0] == " ")):
+                    chars.append((ch, t, t))
+            previous = token
+        while chars and chars[-1][0] == " ":
+            chars.pop()
+        words = words_from_frames(chars, probs_max, time_offset)
         score = float(lp.max(-1).sum()) if len(lp) else 0.0
         return Hypothesis(
             text=" ".join(w.word for w in words),

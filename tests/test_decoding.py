@@ -1,0 +1,134 @@
+"""Decoder: greedy/beam agreement, word times, confidences, hotwords, LM, output formats."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from asr.api import Transcript
+from asr.decoding import STEP_SECONDS, Decoder, Hypothesis, Word, blank_run
+from asr.streaming import Result
+from asr.text import LABELS
+from asr.transcribe import render
+
+LM_DIR = Path(__file__).resolve().parent.parent / "models" / "lm"
+
+
+def spell(text: str, frames_per_char: int = 2, gap: int = 1, lead: int = 3, p: float = 0.9) -> np.ndarray:
+    """Log-probs whose best path spells ``text`` (blanks between characters)."""
+    rows = [0] * lead
+    for ch in text:
+        rows += [LABELS.index(ch)] * frames_per_char + [0] * gap
+    rows += [0] * lead
+    probs = np.full((len(rows), len(LABELS)), (1 - p) / (len(LABELS) - 1), np.float32)
+    probs[np.arange(len(rows)), rows] = p
+    return np.log(probs)
+
+
+def test_greedy_words_and_times() -> None:
+    hyp = Decoder().greedy(spell("go on"), time_offset=1.0)
+    assert hyp.text == "go on"
+    assert [w.word for w in hyp.words] == ["go", "on"]
+    first = hyp.words[0]
+    assert first.start == pytest.approx(1.0 + 3 * STEP_SECONDS)  # after 3 leading blanks
+    assert first.end == pytest.approx(1.0 + 8 * STEP_SECONDS)  # g(2) _ o(2) -> last frame 7
+    assert hyp.words[1].start > first.end
+    assert 0.85 < hyp.confidence <= 1.0
+
+
+def test_beam_without_lm_matches_greedy_on_peaked_input() -> None:
+    lp = spell("hello world")
+    decoder = Decoder()
+    assert decoder.beam(lp)[0].text == decoder.greedy(lp).text == "hello world"
+
+
+def test_double_letter_needs_blank() -> None:
+    # "l l" with no blank between collapses; with a blank both survive.
+    assert Decoder().greedy(spell("hel", gap=1)).text == "hel"
+    assert Decoder().greedy(spell("hello", gap=1)).text == "hello"
+
+
+def test_n_best_and_empty_input() -> None:
+    decoder = Decoder()
+    hyps = decoder.beam(spell("cat"), n_best=3)
+    assert 1 <= len(hyps) <= 3 and hyps[0].text == "cat"
+    assert decoder.beam(np.zeros((0, len(LABELS)), np.float32))[0].text == ""
+
+
+def test_hotword_changes_output() -> None:
+    """An ambiguous middle: 'mat' slightly ahead of 'max'; the hotword 'max' flips it."""
+    lp = spell("ma_", p=0.9)
+    pos = [i for i, row in enumerate(lp.argmax(-1)) if row == 0][-4]  # a blank slot near the end
+    probs = np.exp(lp)
+    probs[pos - 1 : pos + 1] = 0.01
+    probs[pos - 1 : pos + 1, LABELS.index("t")] = 0.5
+    probs[pos - 1 : pos + 1, LABELS.index("x")] = 0.45
+    lp = np.log(probs / probs.sum(-1, keepdims=True))
+    decoder = Decoder()
+    assert decoder.beam(lp)[0].text == "mat"
+    assert decoder.beam(lp, hotwords=["max"], hotword_weight=10.0)[0].text == "max"
+
+
+def test_blank_run() -> None:
+    lp = spell("ab", lead=5)
+    assert blank_run(lp) == 6  # the gap after "b" plus 5 trailing blanks
+    assert blank_run(np.zeros((0, len(LABELS)))) == 0
+
+
+@pytest.mark.skipif(not (LM_DIR / "lm.bin").exists(), reason="shipped LM missing")
+def test_lm_prefers_real_words() -> None:
+    """Between two spellings with equal acoustic evidence, the LM picks the English one."""
+    from asr.api import load_decoder
+
+    probs = np.exp(spell("the lord is my shepherd", p=0.9))
+    e = LABELS.index("e")
+    a = LABELS.index("a")
+    # Make the 'e' of 'shepherd' ambiguous with 'a' ("shephard").
+    rows = np.flatnonzero(probs.argmax(-1) == e)[-2:]
+    probs[rows, e] = probs[rows, a] = 0.45
+    lp = np.log(probs / probs.sum(-1, keepdims=True))
+    decoder = load_decoder(LM_DIR)
+    assert decoder.has_lm
+    assert decoder.beam(lp)[0].text == "the lord is my shepherd"
+
+
+def _transcript() -> Transcript:
+    words = (Word("hello", 0.5, 0.9, 0.9), Word("there", 1.0, 1.4, 0.8))
+    first = Result(True, (Hypothesis("hello there", words, 0.85),), 0, 0.3, 1.6)
+    second = Result(
+        True, (Hypothesis("again", (Word("again", 3725.25, 3725.7, 0.7),), 0.7),), 1, 3725.0, 3726.0
+    )
+    return Transcript((first, second), duration=3727.0)
+
+
+def test_srt_is_valid() -> None:
+    srt = render(_transcript(), "srt")
+    blocks = srt.strip().split("\n\n")
+    assert len(blocks) == 2
+    pattern = re.compile(r"^\d+\n\d\d:\d\d:\d\d,\d\d\d --> \d\d:\d\d:\d\d,\d\d\d\n.+$")
+    for i, block in enumerate(blocks, 1):
+        assert pattern.match(block) and block.startswith(f"{i}\n")
+    assert "01:02:05,250 --> 01:02:05,700" in srt  # hour-long offsets format correctly
+
+
+def test_vtt_is_valid() -> None:
+    vtt = render(_transcript(), "vtt")
+    assert vtt.startswith("WEBVTT\n\n")
+    cues = vtt.split("\n\n")[1:]
+    cue = re.compile(r"^\d\d:\d\d:\d\d\.\d\d\d --> \d\d:\d\d:\d\d\.\d\d\d\n.+")
+    assert all(cue.match(c) for c in cues if c.strip())
+    assert "00:00:00.500 --> 00:00:01.400\nhello there" in vtt
+
+
+def test_json_and_txt() -> None:
+    import json
+
+    data = json.loads(render(_transcript(), "json", "x.wav"))
+    assert data["text"] == "hello there again" and data["segments"][1]["start"] == 3725.0
+    assert data["segments"][0]["words"][1] == {"word": "there", "start": 1.0, "end": 1.4, "confidence": 0.8}
+    assert render(_transcript(), "txt") == "hello there\nagain\n"
+    with pytest.raises(ValueError, match="format"):
+        render(_transcript(), "doc")
