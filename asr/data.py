@@ -60,6 +60,11 @@ class FeatureSet:
         )
 
 
+def _worker_init() -> None:
+    # One thread per worker: several multi-threaded workers on few cores thrash.
+    torch.set_num_threads(1)
+
+
 def _extract(args: tuple[str, FeatureConfig]) -> np.ndarray | str:
     path, config = args
     try:
@@ -106,7 +111,7 @@ def load_feature_set(
     skipped = 0
     args = [(e["audio_filepath"], config) for e in entries]
     ctx = mp.get_context("spawn")
-    with ctx.Pool(jobs) if jobs > 1 else _NoPool() as pool:
+    with ctx.Pool(jobs, initializer=_worker_init) if jobs > 1 else _NoPool() as pool:
         results = pool.imap(_extract, args, chunksize=16)
         for entry, result in tqdm(
             zip(entries, results, strict=True),

@@ -284,7 +284,12 @@ def build_corpus(config: CorpusConfig, progress: bool = True) -> dict[str, Any]:
     new_audio_s = 0.0
     ctx = mp.get_context("spawn")
     with ctx.Pool(config.jobs, initializer=_worker_init) as pool:
-        bar = tqdm(total=round(target_s / 3600, 2), unit="h", disable=not progress, desc="corpus")
+        bar = tqdm(
+            total=round(target_s / 3600, 2),
+            disable=not progress,
+            desc="corpus",
+            bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} h of train audio [{elapsed}<{remaining}{postfix}]",
+        )
         while True:
             train_s = sum(e["duration"] for n, es in done.items() if n.startswith("train") for e in es)
             bar.n = round(train_s / 3600, 2)
