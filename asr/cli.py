@@ -36,6 +36,14 @@ def _corpus_smoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _corpus_librispeech(args: argparse.Namespace) -> int:
+    from asr.manifest import librispeech_manifest
+
+    n = librispeech_manifest(args.root, args.out)
+    print(f"{n} utterances -> {args.out}")
+    return 0
+
+
 def _add_corpus(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     corpus = sub.add_parser(
         "corpus",
@@ -64,7 +72,7 @@ def _add_corpus(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     build.set_defaults(func=_corpus_build)
     smoke = csub.add_parser(
-        "smoke",
+        "real-smoke",
         help="collect the real-speech smoke set (Debian's transcribed human clips)",
         description=(
             "Copy the transcribed human recordings of pocketsphinx-testdata and alsa-utils (~20 clips, "
@@ -74,6 +82,19 @@ def _add_corpus(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     smoke.add_argument("--out", default="data/smoke", help="output folder")
     smoke.set_defaults(func=_corpus_smoke)
+    libri = csub.add_parser(
+        "librispeech",
+        help="turn a LibriSpeech-style folder into a JSONL manifest",
+        description=(
+            "Scan a LibriSpeech-style folder (*.trans.txt files with 'UTTERANCE-ID TEXT' lines and "
+            "UTTERANCE-ID.flac beside them) and write a JSONL manifest that `asr train --train` reads. "
+            "`asr train` also accepts such a folder directly."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    libri.add_argument("root", help="folder to scan (recursively)")
+    libri.add_argument("--out", required=True, help="manifest to write")
+    libri.set_defaults(func=_corpus_librispeech)
 
 
 def _train(args: argparse.Namespace) -> int:

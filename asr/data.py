@@ -95,6 +95,14 @@ def load_feature_set(
     from tqdm import tqdm
 
     manifest = Path(manifest)
+    if manifest.is_dir():  # a LibriSpeech-style folder: index it once
+        from asr.manifest import librispeech_manifest
+
+        listing = Path(cache_dir) / f"librispeech-{hashlib.sha1(str(manifest.resolve()).encode()).hexdigest()[:8]}.jsonl"
+        if not listing.exists():
+            listing.parent.mkdir(parents=True, exist_ok=True)
+            librispeech_manifest(manifest, listing)
+        manifest = listing
     vocab = vocab or Vocabulary()
     cache = Path(cache_dir) / f"{manifest.stem}-{_cache_key(manifest, config)}"
     if (cache / "index.json").exists():

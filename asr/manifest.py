@@ -63,3 +63,43 @@ def write_manifest(path: str | os.PathLike[str], entries: Iterable[dict[str, Any
 
 def total_hours(entries: Iterable[dict[str, Any]]) -> float:
     return sum(float(e["duration"]) for e in entries) / 3600.0
+
+
+def librispeech_entries(root: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Entries of a LibriSpeech-style folder: ``*.trans.txt`` + ``<utt-id>.flac`` (or .wav).
+
+    Durations come from the audio headers. Utterances whose audio is missing are skipped
+    with a warning.
+    """
+    import logging
+
+    import soundfile as sf
+
+    log = logging.getLogger(__name__)
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"expected a LibriSpeech-style folder, got {str(root)!r}")
+    entries = []
+    for trans in sorted(root.rglob("*.trans.txt")):
+        for line in trans.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            utt_id, _, text = line.strip().partition(" ")
+            audio = next((p for ext in (".flac", ".wav") if (p := trans.parent / f"{utt_id}{ext}").exists()), None)
+            if audio is None:
+                log.warning("%s: no audio for %s", trans, utt_id)
+                continue
+            try:
+                duration = sf.info(str(audio)).duration
+            except RuntimeError as e:
+                log.warning("%s: %s", audio, e)
+                continue
+            entries.append({"audio_filepath": str(audio.resolve()), "duration": round(duration, 3), "text": text})
+    return entries
+
+
+def librispeech_manifest(root: str | os.PathLike[str], out: str | os.PathLike[str]) -> int:
+    """Write the manifest of a LibriSpeech-style folder; returns the utterance count."""
+    entries = librispeech_entries(root)
+    write_manifest(out, entries)
+    return len(entries)

@@ -99,3 +99,30 @@ def test_two_process_ddp(tmp_path: Path, tiny_manifest: Path) -> None:
     loaded = checkpoint.load_model(out / "best.pt")
     assert loaded.meta["training"]["processes"] == 2
     assert loaded.meta["training"]["steps"] == 3
+
+
+def test_train_on_librispeech_folder(tmp_path: Path, tiny_manifest: Path) -> None:
+    """A LibriSpeech-style folder (*.trans.txt + flac) trains like a manifest."""
+    import soundfile as sf
+
+    from asr.audio import load_audio
+    from asr.manifest import librispeech_entries, read_manifest
+
+    chapter = tmp_path / "libri" / "19" / "198"
+    chapter.mkdir(parents=True)
+    lines = []
+    for i, entry in enumerate(read_manifest(tiny_manifest)):
+        utt = f"19-198-{i:04d}"
+        sf.write(chapter / f"{utt}.flac", load_audio(entry["audio_filepath"]), 16000)
+        lines.append(f"{utt} {entry['text'].upper()}")
+    (chapter / "19-198.trans.txt").write_text("\n".join(lines) + "\n")
+    (chapter / "19-198-9999.flac").write_bytes(b"")  # listed nowhere: ignored
+
+    entries = librispeech_entries(tmp_path / "libri")
+    assert len(entries) == 12 and entries[0]["text"] == "GO ON" and entries[0]["duration"] > 0.5
+    config = _config(tmp_path, tiny_manifest, "libri-run", 2)
+    config.train_manifests = [str(tmp_path / "libri")]
+    trainer = Trainer(config)
+    assert len(trainer.train_data) == 12 and trainer.train_data.texts[0] == "go on"  # normalised
+    trainer.train()
+    assert trainer.step == 2
