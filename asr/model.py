@@ -88,6 +88,7 @@ class CTCModel(nn.Module):
         x: torch.Tensor,
         lengths: torch.Tensor,
         state: LSTMState | None = None,
+        exact_padding: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor, LSTMState]:
         """Run the model.
 
@@ -95,6 +96,10 @@ class CTCModel(nn.Module):
             x: ``(B, T, n_mels)`` normalised log-mel frames.
             lengths: ``(B,)`` valid frames per row.
             state: ``(h, c)`` from the previous chunk (streaming model only), or None.
+            exact_padding: pack rows of different lengths so padding never reaches the
+                outputs or the state. Packing makes CPU LSTMs ~3x slower, so training
+                turns it off: with length-bucketed batches the few padded steps only
+                touch the BiLSTM's last outputs and the (unused) final state.
 
         Returns:
             ``(log_probs (B, T', V), out_lengths (B,), state)``. For padded rows, the
@@ -110,7 +115,7 @@ class CTCModel(nn.Module):
         if steps == 0:
             empty = torch.zeros(b, 0, self.config.vocab_size, dtype=h.dtype, device=h.device)
             return empty, out_lengths, state if state is not None else self.initial_state(b, h.device)
-        if bool((out_lengths == steps).all()):
+        if not exact_padding or bool((out_lengths == steps).all()):
             y, new_state = self.lstm(h, state)  # (B, T', H*dirs)
         else:
             packed = pack_padded_sequence(

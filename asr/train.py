@@ -279,7 +279,7 @@ class Trainer:
             lr = lr_at(self.step, config)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            log_probs, out_lengths, _ = self.ddp(x, xl)
+            log_probs, out_lengths, _ = self.ddp(x, xl, exact_padding=False)
             loss = self.ctc(log_probs.transpose(0, 1), y, out_lengths, yl)  # CTC wants (T, B, V)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
