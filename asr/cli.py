@@ -327,6 +327,78 @@ def _add_lm(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=_lm_build)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from asr.server.app import ServerConfig, serve
+
+    tokens = list(args.token)
+    if args.token_file:
+        tokens += [t.strip() for t in Path(args.token_file).read_text().splitlines() if t.strip()]
+    serve(
+        ServerConfig(
+            host=args.host,
+            port=args.port,
+            streaming_model=args.streaming_model,
+            offline_model=None if args.no_offline else args.offline_model,
+            lm=None if args.no_lm else args.lm,
+            max_streams=args.max_streams,
+            max_message_bytes=args.max_message_bytes,
+            max_stream_seconds=args.max_stream_seconds,
+            idle_timeout_s=args.idle_timeout,
+            max_batch=args.max_batch,
+            max_wait_ms=args.max_wait_ms,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tokens=tokens,
+            metrics_port=args.metrics_port,
+            reuse_port=args.reuse_port,
+            grace_s=args.grace,
+            threads=args.threads,
+        )
+    )
+    return 0
+
+
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the gRPC recognition server",
+        description=(
+            "Serve asr.v1.Recognizer (StreamingRecognize, Recognize, ListModels, GetStats) plus "
+            "grpc.health.v1 and server reflection. One batched LSTM step serves every live stream. "
+            "SIGTERM drains in-flight streams within --grace seconds."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--host", default="[::]", help="address to bind")
+    p.add_argument("--port", type=int, default=50051, help="port (0: pick a free one)")
+    p.add_argument("--streaming-model", default="streaming", help="streaming model name or path")
+    p.add_argument("--offline-model", default="offline", help="offline model name or path")
+    p.add_argument("--no-offline", action="store_true", help="do not load the BiLSTM (no two-pass/offline)")
+    p.add_argument("--lm", default=str(_models_dir() / "lm"), help="language model folder")
+    p.add_argument("--no-lm", action="store_true", help="beam search without a language model")
+    p.add_argument("--max-streams", type=int, default=256, help="live streams before RESOURCE_EXHAUSTED")
+    p.add_argument("--max-message-bytes", type=int, default=4 * 2**20, help="largest request message")
+    p.add_argument(
+        "--max-stream-seconds", type=float, default=3600, help="audio per stream before OUT_OF_RANGE"
+    )
+    p.add_argument(
+        "--idle-timeout", type=float, default=30, help="seconds without a message before a stream ends"
+    )
+    p.add_argument("--max-batch", type=int, default=64, help="streams per batched model step")
+    p.add_argument("--max-wait-ms", type=float, default=10, help="longest wait to fill a batch")
+    p.add_argument("--tls-cert", help="PEM certificate (with --tls-key: TLS on)")
+    p.add_argument("--tls-key", help="PEM private key")
+    p.add_argument("--token", action="append", default=[], help="accepted bearer token (repeatable)")
+    p.add_argument("--token-file", help="file with one accepted bearer token per line")
+    p.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Prometheus text on http://HOST:PORT/metrics"
+    )
+    p.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT: run one server process per core")
+    p.add_argument("--grace", type=float, default=10, help="seconds to drain streams on SIGTERM")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    p.set_defaults(func=_serve)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="asr",
@@ -340,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_lm(sub)
     _add_transcribe(sub)
+    _add_serve(sub)
     return parser
 
 

@@ -1,0 +1,204 @@
+"""Server factory, one-call ``serve``, and embedding helpers.
+
+# inside a running asyncio loop (e.g. your own aio app):
+server, port = create_server(ServerConfig(port=0))
+await server.start()
+
+# blocking, with SIGTERM/SIGINT draining (what `asr serve` runs):
+serve(ServerConfig(port=50051))
+
+# from a plain (non-async) app: a server on a background thread
+running = start_in_thread(ServerConfig(port=0))
+...  # use 127.0.0.1:running.port
+running.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from asr.server.auth import BearerTokenInterceptor
+from asr.server.batcher import StreamBatcher
+from asr.server.metrics import Metrics, start_metrics_http
+from asr.server.servicer import Limits, RecognizerService
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from asr.api import Recognizer
+from asr.checkpoint import MODELS_DIR
+from asr.v1 import asr_pb2, asr_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = asr_pb2.DESCRIPTOR.services_by_name["Recognizer"].full_name
+
+
+@dataclass
+class ServerConfig:
+    """Everything ``asr serve`` can set (see its --help)."""
+
+    host: str = "[::]"
+    port: int = 50051
+    streaming_model: str = "streaming"
+    offline_model: str | None = "offline"
+    lm: str | None = str(MODELS_DIR / "lm")
+    max_streams: int = 256
+    max_message_bytes: int = 4 * 2**20
+    max_stream_seconds: float = 3600.0
+    idle_timeout_s: float = 30.0
+    max_batch: int = 64
+    max_wait_ms: float = 10.0
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tokens: list[str] = field(default_factory=list)
+    metrics_port: int | None = None  # Prometheus text at http://host:PORT/metrics
+    reuse_port: bool = False
+    grace_s: float = 10.0
+    threads: int = 0  # torch threads (0: torch default)
+
+
+@dataclass
+class ServerHandle:
+    """What :func:`create_server` builds, for callers that need more than (server, port)."""
+
+    server: aio.Server
+    port: int
+    service: RecognizerService
+    health: health.aio.HealthServicer
+    batcher: StreamBatcher
+    metrics: Metrics
+
+
+def build_server(config: ServerConfig, recognizer: Recognizer | None = None) -> ServerHandle:
+    """Create (not start) the server; must run inside an asyncio event loop."""
+    if (config.tls_cert is None) != (config.tls_key is None):
+        raise ValueError("expected both tls_cert and tls_key, or neither")
+    if config.threads:
+        import torch
+
+        torch.set_num_threads(config.threads)
+    recognizer = recognizer or Recognizer.load(config.streaming_model, config.offline_model, config.lm)
+    metrics = Metrics()
+    batcher = StreamBatcher(recognizer.streaming.model, config.max_batch, config.max_wait_ms)
+    limits = Limits(config.max_streams, config.max_stream_seconds, config.idle_timeout_s)
+    service = RecognizerService(recognizer, batcher, metrics, limits)
+    options = [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.so_reuseport", 1 if config.reuse_port else 0),
+    ]
+    interceptors = [BearerTokenInterceptor(config.tokens)] if config.tokens else []
+    server = aio.server(options=options, interceptors=interceptors)
+    asr_pb2_grpc.add_RecognizerServicer_to_server(service, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    address = f"{config.host}:{config.port}"
+    if config.tls_cert and config.tls_key:
+        credentials = grpc.ssl_server_credentials(
+            [(Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())]
+        )
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"could not bind {address}")
+    if config.metrics_port is not None:
+        metrics_host = "0.0.0.0" if config.host in ("[::]", "0.0.0.0") else config.host
+        start_metrics_http(metrics, metrics_host, config.metrics_port)
+    return ServerHandle(server, port, service, health_servicer, batcher, metrics)
+
+
+def create_server(config: ServerConfig, recognizer: Recognizer | None = None) -> tuple[aio.Server, int]:
+    """``(server, port)``, bound but not started (call ``await server.start()``)."""
+    handle = build_server(config, recognizer)
+    return handle.server, handle.port
+
+
+async def run_server(
+    handle: ServerHandle, grace_s: float, stop: asyncio.Event, on_started: Callable[[], None] | None = None
+) -> None:
+    """Start, mark SERVING, wait for ``stop``, then drain within ``grace_s``."""
+    await handle.server.start()
+    for name in ("", SERVICE_NAME):
+        await handle.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("listening on port %d", handle.port)
+    if on_started is not None:
+        on_started()
+    await stop.wait()
+    log.info("draining: %d live streams, grace %.0f s", handle.metrics.active_streams, grace_s)
+    handle.service.draining = True
+    for name in ("", SERVICE_NAME):
+        await handle.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await handle.server.stop(grace_s)
+    await handle.batcher.stop()
+    log.info("stopped")
+
+
+def serve(config: ServerConfig, recognizer: Recognizer | None = None) -> None:
+    """Run a server until SIGTERM/SIGINT; in-flight streams get ``grace_s`` to finish."""
+
+    async def main() -> None:
+        handle = build_server(config, recognizer)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_server(handle, config.grace_s, stop)
+
+    asyncio.run(main())
+
+
+class RunningServer:
+    """A server on a background thread (for non-async apps and tests)."""
+
+    def __init__(self, config: ServerConfig, recognizer: Recognizer | None = None) -> None:
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self.handle: ServerHandle | None = None
+        self._thread = threading.Thread(
+            target=self._main, args=(config, recognizer), daemon=True, name="asr-server"
+        )
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    @property
+    def port(self) -> int:
+        assert self.handle is not None
+        return self.handle.port
+
+    def _main(self, config: ServerConfig, recognizer: Recognizer | None) -> None:
+        async def main() -> None:
+            try:
+                self.handle = build_server(config, recognizer)
+                self._loop = asyncio.get_running_loop()
+                self._stop = asyncio.Event()
+            except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+                self._error = e
+                self._ready.set()
+                return
+            await run_server(self.handle, config.grace_s, self._stop, on_started=self._ready.set)
+
+        asyncio.run(main())
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout)
+
+
+def start_in_thread(config: ServerConfig, recognizer: Recognizer | None = None) -> RunningServer:
+    """Start a server on a background thread; returns once it is bound."""
+    return RunningServer(config, recognizer)

@@ -1,0 +1,133 @@
+"""One batched LSTM step for every live stream that has audio pending.
+
+Streams submit their ready feature frames; the batcher waits until ``max_batch``
+submissions are queued or ``max_wait_ms`` has passed since the first one, stacks the
+streams' LSTM states, runs the model once per group of equal chunk length (so no
+padding ever reaches a stream's state) and scatters log-probs and states back.
+The model runs in a worker thread; torch releases the GIL while it computes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from asr.model import CTCModel
+from asr.streaming import StreamingSession
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Job:
+    session: StreamingSession
+    frames: torch.Tensor  # (T, n_mels), T a multiple of the stack
+    future: asyncio.Future[np.ndarray]
+    submitted: float = field(default_factory=time.perf_counter)
+
+
+class StreamBatcher:
+    """Gathers model steps of many sessions into batched forward passes."""
+
+    def __init__(self, model: CTCModel, max_batch: int = 64, max_wait_ms: float = 10.0) -> None:
+        if max_batch < 1:
+            raise ValueError(f"expected max_batch >= 1, got {max_batch}")
+        if max_wait_ms < 0:
+            raise ValueError(f"expected max_wait_ms >= 0, got {max_wait_ms}")
+        self.model = model
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000.0
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.items = 0
+        self.last_batch_size = 0
+        self.compute_seconds = 0.0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="stream-batcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def step(self, session: StreamingSession, frames: torch.Tensor) -> np.ndarray:
+        """Run the model on ``frames`` for ``session`` (batched with other streams)."""
+        if len(frames) == 0:
+            return np.zeros((0, self.model.config.vocab_size), np.float32)
+        self.start()
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Job(session, frames, future))
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = [await self._queue.get()]
+            deadline = loop.time() + self.max_wait
+            while len(jobs) < self.max_batch:
+                timeout = deadline - loop.time()
+                if timeout <= 0:
+                    # Take whatever is already queued without waiting.
+                    while len(jobs) < self.max_batch and not self._queue.empty():
+                        jobs.append(self._queue.get_nowait())
+                    break
+                try:
+                    jobs.append(await asyncio.wait_for(self._queue.get(), timeout))
+                except TimeoutError:
+                    break
+            # A session may appear twice (two chunks queued): later chunks wait for the next round.
+            seen: set[int] = set()
+            now, later = [], []
+            for job in jobs:
+                (later if id(job.session) in seen else now).append(job)
+                seen.add(id(job.session))
+            for job in later:
+                self._queue.put_nowait(job)
+            try:
+                outputs = await loop.run_in_executor(None, self._forward, now)
+            except Exception as e:  # noqa: BLE001 - report to every waiting stream
+                log.exception("batched model step failed")
+                for job in now:
+                    if not job.future.done():
+                        job.future.set_exception(e)
+                continue
+            for job, out in zip(now, outputs, strict=True):
+                if not job.future.done():
+                    job.future.set_result(out)
+
+    def _forward(self, jobs: list[_Job]) -> list[np.ndarray]:
+        """Batched forward pass; one group per chunk length, so no padding is needed."""
+        started = time.perf_counter()
+        groups: dict[int, list[int]] = defaultdict(list)
+        for i, job in enumerate(jobs):
+            groups[len(job.frames)].append(i)
+        outputs: list[np.ndarray] = [np.zeros(0)] * len(jobs)
+        with torch.inference_mode():
+            for length, members in groups.items():
+                x = torch.stack([jobs[i].frames for i in members])  # (B, T, M)
+                states = [jobs[i].session.state or self.model.initial_state(1) for i in members]
+                h = torch.cat([s[0] for s in states], dim=1)  # (L, B, H)
+                c = torch.cat([s[1] for s in states], dim=1)
+                lengths = torch.full((len(members),), length)
+                lp, _, (h_new, c_new) = self.model(x, lengths, (h, c))
+                for k, i in enumerate(members):
+                    jobs[i].session.state = (h_new[:, k : k + 1].clone(), c_new[:, k : k + 1].clone())
+                    outputs[i] = lp[k].numpy()
+        self.batches += 1
+        self.items += len(jobs)
+        self.last_batch_size = len(jobs)
+        self.compute_seconds += time.perf_counter() - started
+        return outputs

@@ -1,0 +1,356 @@
+"""The Recognizer gRPC service: StreamingRecognize, Recognize, ListModels, GetStats."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+from asr.server.batcher import StreamBatcher
+from asr.server.metrics import Metrics
+from grpc import aio
+
+from asr.api import Recognizer, Transcript
+from asr.audio import (
+    AudioError,
+    alaw_to_float,
+    decode_audio_bytes,
+    mulaw_to_float,
+    pcm16_to_float,
+)
+from asr.streaming import EndpointConfig, EventType, Result, SessionConfig
+from asr.v1 import asr_pb2, asr_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+MODEL_NAMES = {
+    "": "stream",
+    "stream": "stream",
+    "streaming": "stream",
+    "two-pass": "two-pass",
+    "offline": "offline",
+}
+MIN_RATE, MAX_RATE = 8000, 192000
+_EVENTS = {
+    EventType.SPEECH_START: asr_pb2.SPEECH_START,
+    EventType.SPEECH_END: asr_pb2.SPEECH_END,
+    EventType.INITIAL_SILENCE_TIMEOUT: asr_pb2.INITIAL_SILENCE_TIMEOUT,
+}
+
+
+class RequestError(ValueError):
+    """Bad client input; becomes INVALID_ARGUMENT (or the given code) with its message."""
+
+    def __init__(self, message: str, code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_streams: int = 256
+    max_stream_seconds: float = 3600.0
+    idle_timeout_s: float = 30.0
+
+
+def session_config(
+    config: asr_pb2.RecognitionConfig,
+    interim_results: bool = False,
+    single_utterance: bool = False,
+    offline_available: bool = True,
+) -> SessionConfig:
+    """Validate a RecognitionConfig and turn it into a SessionConfig (RequestError if bad)."""
+    if config.model not in MODEL_NAMES:
+        raise RequestError(f"unknown model {config.model!r}: expected one of stream, two-pass, offline")
+    mode = MODEL_NAMES[config.model]
+    if mode != "stream" and not offline_available:
+        raise RequestError(f"model {mode!r} needs the offline model, which this server did not load")
+    encoding = config.encoding
+    if encoding == asr_pb2.ENCODING_UNSPECIFIED:
+        raise RequestError("encoding is required: LINEAR16, MULAW, ALAW, WAV or FLAC")
+    if encoding not in (asr_pb2.WAV, asr_pb2.FLAC):
+        rate = config.sample_rate_hertz
+        if not MIN_RATE <= rate <= MAX_RATE:
+            raise RequestError(f"sample_rate_hertz must be in {MIN_RATE}..{MAX_RATE}, got {rate}")
+    else:
+        rate = 16000  # container bytes are decoded and resampled to 16 kHz first
+    n_best = config.max_alternatives or 1
+    if not 1 <= n_best <= 10:
+        raise RequestError(f"max_alternatives must be in 1..10, got {config.max_alternatives}")
+    if config.partial_decoder not in ("", "greedy", "beam"):
+        raise RequestError(f"partial_decoder must be greedy or beam, got {config.partial_decoder!r}")
+    hotwords: list[str] = []
+    boost = None
+    for context in config.speech_contexts:
+        hotwords += [p.strip().lower() for p in context.phrases if p.strip()]
+        if context.boost:
+            boost = float(context.boost)
+    ep = config.endpointing
+    try:
+        endpoint = EndpointConfig(
+            trailing_silence_ms=ep.trailing_silence_ms or EndpointConfig.trailing_silence_ms,
+            max_utterance_ms=ep.max_utterance_ms or EndpointConfig.max_utterance_ms,
+            initial_silence_timeout_ms=ep.initial_silence_timeout_ms,
+        )
+        return SessionConfig(
+            mode=mode,
+            sample_rate=rate,
+            interim_results=interim_results,
+            partial_decoder=config.partial_decoder or "greedy",
+            n_best=n_best,
+            hotwords=tuple(hotwords),
+            hotword_weight=boost,
+            single_utterance=single_utterance,
+            endpoint=endpoint,
+        )
+    except ValueError as e:
+        raise RequestError(str(e)) from None
+
+
+class AudioDecoder:
+    """Bytes of one stream -> float32 samples; keeps an odd trailing PCM16 byte for the next chunk."""
+
+    def __init__(self, encoding: int) -> None:
+        self.encoding = encoding
+        self._carry = b""
+
+    def __call__(self, data: bytes) -> np.ndarray:
+        if self.encoding == asr_pb2.LINEAR16:
+            data = self._carry + data
+            even = len(data) // 2 * 2
+            self._carry = data[even:]
+            return pcm16_to_float(data[:even])
+        if self.encoding == asr_pb2.MULAW:
+            return mulaw_to_float(data)
+        if self.encoding == asr_pb2.ALAW:
+            return alaw_to_float(data)
+        try:
+            return decode_audio_bytes(data, name="audio_content")
+        except AudioError as e:
+            raise RequestError(
+                f"could not decode {asr_pb2.AudioEncoding.Name(self.encoding)} bytes: {e}"
+            ) from None
+
+
+def to_proto(result: Result, word_times: bool, word_confidence: bool) -> asr_pb2.StreamingRecognitionResult:
+    msg = asr_pb2.StreamingRecognitionResult(
+        is_final=result.is_final,
+        stability=result.stability,
+        result_start_time=result.start,
+        result_end_time=result.end,
+        utterance_index=result.utterance_index,
+    )
+    for hyp in result.alternatives:
+        alt = msg.alternatives.add(transcript=hyp.text, confidence=hyp.confidence)
+        if word_times or word_confidence:
+            for w in hyp.words:
+                alt.words.add(
+                    word=w.word,
+                    start_time=w.start if word_times else 0.0,
+                    end_time=w.end if word_times else 0.0,
+                    confidence=w.confidence if word_confidence else 0.0,
+                )
+    return msg
+
+
+def to_response(
+    results: list[Result], config: asr_pb2.RecognitionConfig
+) -> asr_pb2.StreamingRecognizeResponse:
+    response = asr_pb2.StreamingRecognizeResponse()
+    for r in results:
+        for event in r.events:
+            response.speech_events.add(type=_EVENTS[event], time=r.end)
+        if r.alternatives:
+            response.results.append(
+                to_proto(r, config.enable_word_time_offsets, config.enable_word_confidence)
+            )
+    return response
+
+
+class RecognizerService(asr_pb2_grpc.RecognizerServicer):
+    """Implements the Recognizer service on one shared :class:`Recognizer`."""
+
+    def __init__(
+        self, recognizer: Recognizer, batcher: StreamBatcher, metrics: Metrics, limits: Limits
+    ) -> None:
+        self.recognizer = recognizer
+        self.batcher = batcher
+        self.metrics = metrics
+        self.limits = limits
+        self.draining = False
+
+    @property
+    def active_streams(self) -> int:
+        return self.metrics.active_streams
+
+    async def _next(self, iterator: AsyncIterator[asr_pb2.StreamingRecognizeRequest]):  # type: ignore[no-untyped-def]
+        try:
+            return await asyncio.wait_for(anext(iterator), self.limits.idle_timeout_s)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError:
+            raise RequestError(
+                f"no message for {self.limits.idle_timeout_s:g} s (idle timeout)",
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+            ) from None
+
+    async def StreamingRecognize(  # noqa: N802 - gRPC naming
+        self,
+        request_iterator: AsyncIterator[asr_pb2.StreamingRecognizeRequest],
+        context: aio.ServicerContext,
+    ) -> AsyncIterator[asr_pb2.StreamingRecognizeResponse]:
+        if self.draining:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
+        if self.metrics.active_streams >= self.limits.max_streams:
+            self.metrics.error()
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"stream limit reached ({self.limits.max_streams} live streams)",
+            )
+        self.metrics.stream_started()
+        loop = asyncio.get_running_loop()
+        try:
+            first = await self._next(request_iterator)
+            if first is None:
+                return  # half-closed without sending anything: nothing to do
+            if first.WhichOneof("request") != "streaming_config":
+                raise RequestError(
+                    f"the first message must be streaming_config, got {first.WhichOneof('request') or 'nothing'}"
+                )
+            sc = first.streaming_config
+            config = session_config(
+                sc.config, sc.interim_results, sc.single_utterance, self.recognizer.offline is not None
+            )
+            session = self.recognizer.stream(config)
+            decode = AudioDecoder(sc.config.encoding)
+            audio_seconds = 0.0
+            while not session.finished:
+                request = await self._next(request_iterator)
+                if request is None:
+                    break
+                received = time.perf_counter()
+                kind = request.WhichOneof("request")
+                if kind == "streaming_config":
+                    raise RequestError("streaming_config may only be sent once, as the first message")
+                if kind == "control":
+                    results = (
+                        await loop.run_in_executor(None, session.force_endpoint)
+                        if (request.control.force_endpoint)
+                        else []
+                    )
+                else:
+                    samples = decode(request.audio_content)
+                    audio_seconds += len(samples) / config.sample_rate
+                    if audio_seconds > self.limits.max_stream_seconds:
+                        raise RequestError(
+                            f"stream longer than the {self.limits.max_stream_seconds:g} s maximum",
+                            grpc.StatusCode.OUT_OF_RANGE,
+                        )
+                    frames = session.push_audio(samples)
+                    log_probs = await self.batcher.step(session, frames)
+                    results = await loop.run_in_executor(None, session.consume, frames, log_probs)
+                    self.metrics.audio(len(samples) / config.sample_rate, time.perf_counter() - received)
+                if results:
+                    self._observe(results, received)
+                    yield to_response(results, sc.config)
+            if not session.finished:
+                ended = time.perf_counter()
+                results = await loop.run_in_executor(None, session.finish)
+                if results:
+                    self._observe(results, ended)
+                    yield to_response(results, sc.config)
+            if sc.single_utterance:
+                yield asr_pb2.StreamingRecognizeResponse(
+                    speech_events=[asr_pb2.SpeechEvent(type=asr_pb2.END_OF_SINGLE_UTTERANCE)]
+                )
+        except RequestError as e:
+            self.metrics.error()
+            await context.abort(e.code, str(e))
+        finally:
+            self.metrics.stream_ended()
+
+    def _observe(self, results: list[Result], since: float) -> None:
+        ms = 1000 * (time.perf_counter() - since)
+        for r in results:
+            if r.alternatives:
+                (self.metrics.final if r.is_final else self.metrics.partial)(ms)
+
+    async def Recognize(  # noqa: N802
+        self, request: asr_pb2.RecognizeRequest, context: aio.ServicerContext
+    ) -> asr_pb2.RecognizeResponse:
+        started = time.perf_counter()
+        try:
+            config = session_config(request.config, offline_available=self.recognizer.offline is not None)
+            samples = AudioDecoder(request.config.encoding)(request.audio_content)
+            if len(samples) / config.sample_rate > self.limits.max_stream_seconds:
+                raise RequestError(
+                    f"audio longer than the {self.limits.max_stream_seconds:g} s maximum",
+                    grpc.StatusCode.OUT_OF_RANGE,
+                )
+
+            def run() -> Transcript:
+                return self.recognizer.transcribe(samples, config.mode, config.sample_rate, config)
+
+            transcript = await asyncio.get_running_loop().run_in_executor(None, run)
+        except RequestError as e:
+            self.metrics.error()
+            await context.abort(e.code, str(e))
+        elapsed = time.perf_counter() - started
+        self.metrics.audio(transcript.duration, elapsed)
+        return asr_pb2.RecognizeResponse(
+            results=[
+                to_proto(r, request.config.enable_word_time_offsets, request.config.enable_word_confidence)
+                for r in transcript.results
+            ],
+            audio_duration=transcript.duration,
+            processing_seconds=elapsed,
+        )
+
+    async def ListModels(  # noqa: N802
+        self, request: asr_pb2.ListModelsRequest, context: aio.ServicerContext
+    ) -> asr_pb2.ListModelsResponse:
+        rec = self.recognizer
+        has_lm = rec.decoder.has_lm
+        models = [
+            asr_pb2.ModelInfo(
+                name="stream",
+                description="unidirectional LSTM: partials and finals in real time",
+                parameters=rec.streaming.model.num_parameters(),
+                checkpoint=str(rec.streaming.path),
+                language_model=has_lm,
+            )
+        ]
+        if rec.offline is not None:
+            for name, text in (
+                ("two-pass", "streaming partials, BiLSTM re-decodes each utterance for the final"),
+                ("offline", "BiLSTM over each whole utterance; finals only"),
+            ):
+                models.append(
+                    asr_pb2.ModelInfo(
+                        name=name,
+                        description=text,
+                        parameters=rec.offline.model.num_parameters(),
+                        checkpoint=str(rec.offline.path),
+                        language_model=has_lm,
+                    )
+                )
+        return asr_pb2.ListModelsResponse(models=models)
+
+    async def GetStats(  # noqa: N802
+        self, request: asr_pb2.GetStatsRequest, context: aio.ServicerContext
+    ) -> asr_pb2.GetStatsResponse:
+        m = self.metrics
+        return asr_pb2.GetStatsResponse(
+            active_streams=m.active_streams,
+            total_streams=m.total_streams,
+            errors=m.errors,
+            audio_seconds=m.audio_seconds,
+            compute_seconds=m.compute_seconds,
+            partial_latency_p50_ms=m.partial_latency.quantile(0.5),
+            partial_latency_p95_ms=m.partial_latency.quantile(0.95),
+            last_batch_size=self.batcher.last_batch_size,
+        )
