@@ -1,0 +1,111 @@
+"""In-process API and batch transcription with tiny models (behaviour, not accuracy)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from asr import checkpoint
+from asr.api import Recognizer
+from asr.audio import load_audio, write_wav
+from asr.cli import main
+from asr.decoding import Decoder
+from asr.features import FeatureConfig, Normalizer
+from asr.model import CTCModel
+from asr.streaming import EndpointConfig, SessionConfig
+from asr.text import Vocabulary
+from tests.conftest import tiny_config
+from tests.test_streaming import _blank_biased
+
+
+@pytest.fixture(scope="module")
+def model_paths(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("models")
+    paths = []
+    for name, bidirectional in (("s.pt", False), ("o.pt", True)):
+        torch.manual_seed(3)
+        model = CTCModel(tiny_config(bidirectional)).eval()
+        if not bidirectional:
+            _blank_biased(model, blank_share=0.6)
+        ckpt = checkpoint.make_checkpoint(
+            model, Vocabulary(), FeatureConfig(), Normalizer.identity(80), {}, {}
+        )
+        checkpoint.save(ckpt, folder / name)
+        paths.append(folder / name)
+    return paths[0], paths[1]
+
+
+@pytest.fixture(scope="module")
+def recognizer(model_paths: tuple[Path, Path]) -> Recognizer:
+    return Recognizer(checkpoint.load_model(model_paths[0]), checkpoint.load_model(model_paths[1]), Decoder())
+
+
+def _noise(seconds: float, seed: int = 0, rate: int = 16000) -> np.ndarray:
+    return (0.3 * np.random.default_rng(seed).standard_normal(int(rate * seconds))).astype(np.float32)
+
+
+def test_path_and_array_agree(recognizer: Recognizer, tmp_path: Path) -> None:
+    audio = _noise(4)
+    write_wav(tmp_path / "a.wav", audio)
+    config = SessionConfig(endpoint=EndpointConfig(trailing_silence_ms=90, max_utterance_ms=1500))
+    from_file = recognizer.transcribe(tmp_path / "a.wav", config=config)
+    from_array = recognizer.transcribe(load_audio(tmp_path / "a.wav"), config=config)  # PCM16-quantised twin
+    assert [r.text for r in from_file.results] == [r.text for r in from_array.results]
+    assert from_file.duration == pytest.approx(4.0)
+
+
+def test_long_file_is_segmented_with_global_times(recognizer: Recognizer, tmp_path: Path) -> None:
+    """Over a minute: read in blocks at the file's own rate; times are global and monotonic."""
+    audio = _noise(75, seed=1, rate=8000)
+    write_wav(tmp_path / "long.wav", audio, sample_rate=8000)
+    config = SessionConfig(endpoint=EndpointConfig(trailing_silence_ms=90, max_utterance_ms=5000))
+    transcript = recognizer.transcribe(tmp_path / "long.wav", mode="stream", config=config)
+    assert transcript.duration == pytest.approx(75.0)
+    assert len(transcript.results) >= 15  # the 5 s cap alone forces that many
+    starts = [r.start for r in transcript.results]
+    ends = [r.end for r in transcript.results]
+    assert starts == sorted(starts) and ends == sorted(ends)
+    assert all(s < e for s, e in zip(starts, ends, strict=True))
+    assert all(a <= b for a, b in zip(ends, starts[1:], strict=False))  # no overlap
+    assert ends[-1] <= 75.0 + 1e-6
+    assert [r.utterance_index for r in transcript.results] == list(range(len(transcript.results)))
+
+
+def test_modes(recognizer: Recognizer) -> None:
+    audio = _noise(2, seed=4)
+    for mode in ("stream", "two-pass", "offline"):
+        assert recognizer.transcribe(audio, mode=mode).duration == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="mode"):
+        recognizer.transcribe(audio, mode="fast")
+
+
+def test_cli_batch_reports_failures_and_goes_on(
+    model_paths: tuple[Path, Path], tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    good = tmp_path / "good.wav"
+    write_wav(good, _noise(2))
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "text.wav").write_text("not audio at all")
+    out = tmp_path / "out"
+    args = [
+        "transcribe", str(tmp_path / "empty.wav"), str(good), str(tmp_path / "text.wav"), str(tmp_path / "missing.flac"),
+        "--streaming-model", str(model_paths[0]), "--offline-model", str(model_paths[1]), "--no-lm",
+        "--format", "srt", "--output-dir", str(out), "--quiet",
+    ]  # fmt: skip
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "1 transcribed, 3 failed" in err
+    for name in ("empty.wav", "text.wav", "missing.flac"):
+        assert f"FAILED {tmp_path / name}" in err
+    assert (out / "good.srt").exists() and not (out / "empty.srt").exists()
+
+
+def test_cli_all_good_exits_zero(model_paths: tuple[Path, Path], tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    write_wav(tmp_path / "a.wav", _noise(1))
+    args = ["transcribe", str(tmp_path / "a.wav"), "--streaming-model", str(model_paths[0]),
+            "--offline-model", str(model_paths[1]), "--no-lm", "--format", "json", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    assert '"duration": 1.0' in capsys.readouterr().out
