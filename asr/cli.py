@@ -125,6 +125,7 @@ def _train(args: argparse.Namespace) -> int:
         feature_jobs=args.feature_jobs,
         cache_dir=args.cache_dir,
         max_wall_minutes=args.max_minutes,
+        init_from=args.init_from,
     )
     best = run_training(config)
     print(f"best checkpoint: {best}")
@@ -169,6 +170,11 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--cache-dir", default="data/feats", help="feature cache folder")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop and save after this many minutes")
+    p.add_argument(
+        "--init-from",
+        default=None,
+        help="warm start from this checkpoint (e.g. models/streaming/model.pt) when OUT/last.pt is absent",
+    )
     p.set_defaults(func=_train)
 
 

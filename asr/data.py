@@ -98,7 +98,10 @@ def load_feature_set(
     if manifest.is_dir():  # a LibriSpeech-style folder: index it once
         from asr.manifest import librispeech_manifest
 
-        listing = Path(cache_dir) / f"librispeech-{hashlib.sha1(str(manifest.resolve()).encode()).hexdigest()[:8]}.jsonl"
+        listing = (
+            Path(cache_dir)
+            / f"librispeech-{hashlib.sha1(str(manifest.resolve()).encode()).hexdigest()[:8]}.jsonl"
+        )
         if not listing.exists():
             listing.parent.mkdir(parents=True, exist_ok=True)
             librispeech_manifest(manifest, listing)

@@ -85,7 +85,9 @@ def librispeech_entries(root: str | os.PathLike[str]) -> list[dict[str, Any]]:
             if not line.strip():
                 continue
             utt_id, _, text = line.strip().partition(" ")
-            audio = next((p for ext in (".flac", ".wav") if (p := trans.parent / f"{utt_id}{ext}").exists()), None)
+            audio = next(
+                (p for ext in (".flac", ".wav") if (p := trans.parent / f"{utt_id}{ext}").exists()), None
+            )
             if audio is None:
                 log.warning("%s: no audio for %s", trans, utt_id)
                 continue
@@ -94,7 +96,9 @@ def librispeech_entries(root: str | os.PathLike[str]) -> list[dict[str, Any]]:
             except RuntimeError as e:
                 log.warning("%s: %s", audio, e)
                 continue
-            entries.append({"audio_filepath": str(audio.resolve()), "duration": round(duration, 3), "text": text})
+            entries.append(
+                {"audio_filepath": str(audio.resolve()), "duration": round(duration, 3), "text": text}
+            )
     return entries
 
 

@@ -67,6 +67,8 @@ class TrainConfig:
     feature_jobs: int = 1
     cache_dir: str = "data/feats"
     max_wall_minutes: float = 0.0  # stop (and save) after this long; 0 = no limit
+    init_from: str | None = None  # warm start from a shipped checkpoint when there is no last.pt
+    rewarm_steps: int = 300  # lr ramp after a warm start (the optimizer state starts empty)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def model_config(self, vocab_size: int) -> ModelConfig:
@@ -181,9 +183,12 @@ class Trainer:
         self.best_cer = math.inf
         self.history: list[dict[str, Any]] = []
         self._session_start = time.time()
+        self.warm_start_step: int | None = None
         resume = self.out / "last.pt"
         if resume.exists():
             self._load_resume(resume)
+        elif config.init_from:
+            self._warm_start(config.init_from)
         else:
             self.normalizer = fit_normalizer_stats(self.train_data, seed=config.seed).normalizer()
         self.summary = data_summary(self.train_data)
@@ -200,6 +205,7 @@ class Trainer:
             "position": self.position,
             "wall_seconds": self.wall_seconds,
             "best_cer": self.best_cer,
+            "warm_start_step": self.warm_start_step,
             "history": self.history,
             "torch_rng": torch.get_rng_state(),
             "generator": self.generator.get_state(),
@@ -213,10 +219,31 @@ class Trainer:
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
         self.wall_seconds = state["wall_seconds"]
         self.best_cer = state["best_cer"]
+        self.warm_start_step = state.get("warm_start_step")
         self.history = state["history"]
         torch.set_rng_state(state["torch_rng"])
         self.generator.set_state(state["generator"])
         log.info("resumed %s at step %d (epoch %d)", path, self.step, self.epoch)
+
+    def _warm_start(self, name: str) -> None:
+        """Continue from a shipped (fp16) checkpoint: weights, normaliser, step count, wall time.
+
+        Used across sessions, when the exact resume state (RUN/last.pt, which holds the
+        optimizer) is gone. The learning-rate schedule continues from the recorded step,
+        ramped up again over ``rewarm_steps`` because Adam's moments start empty.
+        """
+        loaded = checkpoint.load_model(name)
+        if loaded.model.config != self.model_config:
+            raise ValueError(f"expected {self.model_config} in {name}, got {loaded.model.config}")
+        self.model.load_state_dict(loaded.model.state_dict())
+        self.normalizer = loaded.normalizer
+        training = loaded.meta["training"]
+        self.step = int(training.get("steps", 0))
+        self.epoch = int(training.get("epochs", 0))
+        self.wall_seconds = float(training.get("wall_seconds", 0.0))
+        self.best_cer = float(loaded.meta["metrics"].get("dev_cer", math.inf))
+        self.warm_start_step = self.step
+        log.info("warm start from %s at step %d (dev CER %.4f)", name, self.step, self.best_cer)
 
     def save_resume(self) -> None:
         if self.rank == 0:
@@ -277,6 +304,8 @@ class Trainer:
             )
             x, xl, y, yl = (t.to(self.device) for t in (x, xl, y, yl))
             lr = lr_at(self.step, config)
+            if self.warm_start_step is not None:
+                lr *= min(1.0, (self.step - self.warm_start_step + 1) / max(1, config.rewarm_steps))
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             log_probs, out_lengths, _ = self.ddp(x, xl, exact_padding=False)

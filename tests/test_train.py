@@ -126,3 +126,20 @@ def test_train_on_librispeech_folder(tmp_path: Path, tiny_manifest: Path) -> Non
     assert len(trainer.train_data) == 12 and trainer.train_data.texts[0] == "go on"  # normalised
     trainer.train()
     assert trainer.step == 2
+
+
+def test_warm_start_from_shipped_checkpoint(tmp_path: Path, tiny_manifest: Path) -> None:
+    """Across sessions only the shipped fp16 checkpoint survives: training continues from it."""
+    best = run_training(_config(tmp_path, tiny_manifest, "first", 3))
+    shipped = checkpoint.load_model(best)
+    config = _config(tmp_path, tiny_manifest, "second", 6)
+    config.init_from = str(best)
+    trainer = Trainer(config)
+    assert trainer.step == 3 and trainer.warm_start_step == 3
+    torch.testing.assert_close(trainer.normalizer.mean, shipped.normalizer.mean)
+    for name, value in shipped.model.state_dict().items():
+        torch.testing.assert_close(trainer.model.state_dict()[name], value, msg=name)
+    trainer.train()
+    assert trainer.step == 6
+    state = torch.load(tmp_path / "second" / "last.pt", weights_only=True)
+    assert state["step"] == 6 and state["warm_start_step"] == 3
