@@ -181,6 +181,28 @@ def fit_normalizer_stats(data: FeatureSet, max_utterances: int = 3000, seed: int
     return stats
 
 
+def pack_batches(
+    order: Sequence[int] | np.ndarray,
+    lengths: Sequence[int] | np.ndarray,
+    max_frames: int,
+    max_utterances: int = 128,
+) -> list[list[int]]:
+    """Cut ``order`` into consecutive batches whose padded size stays under ``max_frames``."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for i in order:
+        n = int(lengths[i])
+        if current and (max(longest, n) * (len(current) + 1) > max_frames or len(current) >= max_utterances):
+            batches.append(current)
+            current, longest = [], 0
+        current.append(int(i))
+        longest = max(longest, n)
+    if current:
+        batches.append(current)
+    return batches
+
+
 def bucket_batches(
     lengths: np.ndarray,
     max_frames: int,
@@ -196,19 +218,7 @@ def bucket_batches(
     """
     rng = np.random.default_rng([seed, epoch])
     noisy = lengths * rng.uniform(0.9, 1.1, size=len(lengths))
-    order = np.argsort(noisy, kind="stable")
-    batches: list[list[int]] = []
-    current: list[int] = []
-    longest = 0
-    for i in order:
-        n = int(lengths[i])
-        if current and (max(longest, n) * (len(current) + 1) > max_frames or len(current) >= max_utterances):
-            batches.append(current)
-            current, longest = [], 0
-        current.append(int(i))
-        longest = max(longest, n)
-    if current:
-        batches.append(current)
+    batches = pack_batches(np.argsort(noisy, kind="stable"), lengths, max_frames, max_utterances)
     perm = rng.permutation(len(batches))
     return [batches[int(p)] for p in perm]
 

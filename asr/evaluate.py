@@ -14,7 +14,7 @@ import torch
 
 from asr.audio import AudioError, load_audio
 from asr.checkpoint import LoadedModel, load_model
-from asr.data import FeatureSet
+from asr.data import FeatureSet, pack_batches
 from asr.features import log_mel
 from asr.manifest import read_manifest
 from asr.metrics import error_rates
@@ -25,20 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def _length_batches(lengths: Sequence[int], max_frames: int) -> list[list[int]]:
-    order = np.argsort(np.asarray(lengths), kind="stable")
-    batches: list[list[int]] = []
-    current: list[int] = []
-    longest = 0
-    for i in order:
-        n = int(lengths[i])
-        if current and max(longest, n) * (len(current) + 1) > max_frames:
-            batches.append(current)
-            current, longest = [], 0
-        current.append(int(i))
-        longest = max(longest, n)
-    if current:
-        batches.append(current)
-    return batches
+    return pack_batches(np.argsort(np.asarray(lengths), kind="stable"), lengths, max_frames, max_utterances=10**9)
 
 
 @torch.inference_mode()
