@@ -419,6 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lm(sub)
     _add_transcribe(sub)
     _add_serve(sub)
+    from asr.client.cli import add_stream_parser
+
+    add_stream_parser(sub)
     return parser
 
 

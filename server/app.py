@@ -21,6 +21,7 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import grpc
@@ -75,6 +76,12 @@ class ServerHandle:
     health: health.aio.HealthServicer
     batcher: StreamBatcher
     metrics: Metrics
+    metrics_http: ThreadingHTTPServer | None = None  # the /metrics endpoint, if configured
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The bound metrics HTTP port (useful with ``metrics_port=0``), or None."""
+        return None if self.metrics_http is None else int(self.metrics_http.server_address[1])
 
 
 def build_server(config: ServerConfig, recognizer: Recognizer | None = None) -> ServerHandle:
@@ -111,10 +118,11 @@ def build_server(config: ServerConfig, recognizer: Recognizer | None = None) -> 
         port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"could not bind {address}")
+    metrics_http = None
     if config.metrics_port is not None:
         metrics_host = "0.0.0.0" if config.host in ("[::]", "0.0.0.0") else config.host
-        start_metrics_http(metrics, metrics_host, config.metrics_port)
-    return ServerHandle(server, port, service, health_servicer, batcher, metrics)
+        metrics_http = start_metrics_http(metrics, metrics_host, config.metrics_port)
+    return ServerHandle(server, port, service, health_servicer, batcher, metrics, metrics_http)
 
 
 def create_server(config: ServerConfig, recognizer: Recognizer | None = None) -> tuple[aio.Server, int]:
@@ -140,6 +148,9 @@ async def run_server(
         await handle.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     await handle.server.stop(grace_s)
     await handle.batcher.stop()
+    if handle.metrics_http is not None:
+        await asyncio.get_running_loop().run_in_executor(None, handle.metrics_http.shutdown)
+        handle.metrics_http.server_close()
     log.info("stopped")
 
 

@@ -1,0 +1,350 @@
+"""The gRPC server end to end on loopback (port 0) with tiny random models.
+
+Transcripts of random models mean nothing, so these tests check the contract: when
+results arrive, their shape, status codes, limits, auth and counters.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from asr.client import RecognizerClient, RecognizerError, StreamOptions
+from asr.server.app import RunningServer, ServerConfig, start_in_thread
+
+from asr import checkpoint
+from asr.api import Recognizer
+from asr.audio import float_to_mulaw, float_to_pcm16
+from asr.decoding import Decoder
+from asr.features import FeatureConfig, Normalizer
+from asr.model import CTCModel
+from asr.text import Vocabulary
+from asr.v1 import asr_pb2, asr_pb2_grpc
+from tests.conftest import tiny_config
+from tests.test_streaming import _blank_biased
+
+Request = asr_pb2.StreamingRecognizeRequest
+
+
+def make_tiny_recognizer(folder: Path, blank_share: float = 0.5) -> Recognizer:
+    """Tiny streaming + offline models (hidden 16) saved and loaded as checkpoints.
+
+    The streaming head is biased so that noise gives letters on about half the steps
+    (partials and finals then have text, though meaningless).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def make(bidirectional: bool, path: Path) -> checkpoint.LoadedModel:
+        torch.manual_seed(0)
+        model = CTCModel(tiny_config(bidirectional))
+        ckpt = checkpoint.make_checkpoint(
+            model, Vocabulary(), FeatureConfig(), Normalizer.identity(80), {}, {}
+        )
+        checkpoint.save(ckpt, path)
+        return checkpoint.load_model(path)
+
+    streaming = make(False, folder / "stream.pt")
+    _blank_biased(streaming.model, blank_share)
+    return Recognizer(streaming, make(True, folder / "offline.pt"), Decoder())
+
+
+def noise(seconds: float, seed: int = 0, rate: int = 16000) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (0.3 * rng.standard_normal(int(rate * seconds))).astype(np.float32)
+
+
+def config_request(
+    rate: int = 16000,
+    encoding: int = asr_pb2.LINEAR16,
+    model: str = "stream",
+    interim: bool = False,
+    **endpointing: int,
+) -> Request:
+    config = asr_pb2.RecognitionConfig(
+        encoding=encoding,
+        sample_rate_hertz=rate,
+        model=model,
+        endpointing=asr_pb2.EndpointingConfig(**endpointing),
+    )
+    return Request(
+        streaming_config=asr_pb2.StreamingRecognitionConfig(config=config, interim_results=interim)
+    )
+
+
+def audio_requests(data: bytes, sizes: list[int] | int = 3200) -> list[Request]:
+    out, i, k = [], 0, 0
+    while i < len(data):
+        n = sizes if isinstance(sizes, int) else sizes[k % len(sizes)]
+        out.append(Request(audio_content=data[i : i + n]))
+        i, k = i + n, k + 1
+    return out
+
+
+def finals(responses: list[asr_pb2.StreamingRecognizeResponse]) -> list[tuple[str, float, float, int]]:
+    return [
+        (r.alternatives[0].transcript, r.result_start_time, r.result_end_time, r.utterance_index)
+        for response in responses
+        for r in response.results
+        if r.is_final
+    ]
+
+
+def status_of(call: Callable[[], object]) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    return info.value.code()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+@pytest.fixture(scope="module")
+def recognizer(tmp_path_factory: pytest.TempPathFactory) -> Recognizer:
+    return make_tiny_recognizer(tmp_path_factory.mktemp("models"))
+
+
+def _start(recognizer: Recognizer, **changes: object) -> Iterator[RunningServer]:
+    server = start_in_thread(ServerConfig(host="127.0.0.1", port=0, grace_s=0.5, **changes), recognizer)  # type: ignore[arg-type]
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def server(recognizer: Recognizer) -> Iterator[RunningServer]:
+    yield from _start(recognizer)
+
+
+@pytest.fixture(scope="module")
+def limited(recognizer: Recognizer) -> Iterator[RunningServer]:
+    """One live stream, 64 KiB messages, 2 s of audio per stream, metrics on a free port."""
+    yield from _start(
+        recognizer, max_streams=1, max_message_bytes=64 * 1024, max_stream_seconds=2.0, metrics_port=0
+    )
+
+
+@pytest.fixture(scope="module")
+def secured(recognizer: Recognizer) -> Iterator[RunningServer]:
+    yield from _start(recognizer, tokens=["s3cret"])
+
+
+@pytest.fixture(scope="module")
+def client(server: RunningServer) -> Iterator[RecognizerClient]:
+    with RecognizerClient(f"127.0.0.1:{server.port}", timeout=30) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def stub(client: RecognizerClient) -> asr_pb2_grpc.RecognizerStub:
+    return asr_pb2_grpc.RecognizerStub(client.channel)
+
+
+# --------------------------------------------------------------------- basics
+def test_health_reports_serving(client: RecognizerClient) -> None:
+    assert client.health() == "SERVING"
+    assert client.health("asr.v1.Recognizer") == "SERVING"
+
+
+def test_list_models(client: RecognizerClient) -> None:
+    models = client.list_models()
+    assert [m.name for m in models] == ["stream", "two-pass", "offline"]
+    assert all(m.parameters > 0 and m.checkpoint.endswith(".pt") and m.description for m in models)
+
+
+def test_partials_arrive_before_the_audio_ends(client: RecognizerClient) -> None:
+    audio = noise(3.0)
+    with client.stream(audio, StreamOptions(interim_results=True), realtime=True) as call:
+        first = next(e for e in call if e.has_result and not e.is_final)
+        call.cancel()
+    assert first.sent_audio_seconds < 1.5  # half of the 3 s still to go
+    assert first.end <= first.sent_audio_seconds + 0.01  # covers only audio that was sent
+    assert first.text and 0.0 <= first.stability <= 1.0
+
+
+def test_cancel_mid_stream_releases_the_stream(client: RecognizerClient) -> None:
+    call = client.stream(noise(5.0), StreamOptions(interim_results=True), realtime=True)
+    next(iter(call))
+    assert client.stats().active_streams >= 1
+    call.cancel()
+    assert list(call) == []  # iteration ends quietly after our own cancel
+    assert wait_for(lambda: client.stats().active_streams == 0)
+
+
+def test_recognize_returns_finals_with_duration(stub: asr_pb2_grpc.RecognizerStub) -> None:
+    for model in ("stream", "two-pass", "offline"):
+        config = asr_pb2.RecognitionConfig(
+            encoding=asr_pb2.LINEAR16, sample_rate_hertz=16000, model=model, enable_word_time_offsets=True
+        )
+        response = stub.Recognize(
+            asr_pb2.RecognizeRequest(config=config, audio_content=float_to_pcm16(noise(1.5)))
+        )
+        assert response.audio_duration == pytest.approx(1.5)
+        assert response.processing_seconds > 0
+        assert response.results and all(r.is_final for r in response.results)
+        assert all(0.0 <= r.result_start_time <= r.result_end_time <= 1.5 + 1e-6 for r in response.results)
+
+
+def test_half_close_without_audio_ends_cleanly(stub: asr_pb2_grpc.RecognizerStub) -> None:
+    assert list(stub.StreamingRecognize(iter([]))) == []
+    responses = list(stub.StreamingRecognize(iter([config_request(interim=True)])))
+    assert finals(responses) == []
+
+
+# ------------------------------------------------------------- bad requests
+@pytest.mark.parametrize(
+    "requests",
+    [
+        pytest.param([Request(audio_content=b"\0\0" * 160)], id="audio-before-config"),
+        pytest.param([config_request(rate=100)], id="rate-100-hz"),
+        pytest.param([config_request(model="whisper-xl")], id="unknown-model"),
+        pytest.param([config_request(), config_request()], id="two-configs"),
+        pytest.param([config_request(encoding=asr_pb2.ENCODING_UNSPECIFIED)], id="no-encoding"),
+        pytest.param([config_request(trailing_silence_ms=5)], id="bad-endpointing"),
+        pytest.param(
+            [config_request(encoding=asr_pb2.WAV), Request(audio_content=b"not a wav")], id="bad-wav"
+        ),
+    ],
+)
+def test_bad_streams_are_invalid_argument(stub: asr_pb2_grpc.RecognizerStub, requests: list[Request]) -> None:
+    with pytest.raises(grpc.RpcError) as info:
+        list(stub.StreamingRecognize(iter(requests)))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details()  # a message that says why
+
+
+def test_bad_recognize_is_invalid_argument(stub: asr_pb2_grpc.RecognizerStub) -> None:
+    for config in (
+        asr_pb2.RecognitionConfig(encoding=asr_pb2.LINEAR16, sample_rate_hertz=100),
+        asr_pb2.RecognitionConfig(encoding=asr_pb2.LINEAR16, sample_rate_hertz=16000, model="nope"),
+    ):
+        request = asr_pb2.RecognizeRequest(config=config, audio_content=b"\0\0" * 1600)
+        assert status_of(lambda r=request: stub.Recognize(r)) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_client_gets_the_status_and_message(client: RecognizerClient) -> None:
+    with pytest.raises(RecognizerError) as info:
+        list(client.stream(noise(0.2), StreamOptions(model="whisper-xl")))
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "whisper-xl" in info.value.details
+
+
+# ------------------------------------------------------------------ encodings
+def test_odd_pcm16_byte_counts_across_chunks(stub: asr_pb2_grpc.RecognizerStub) -> None:
+    pcm = float_to_pcm16(noise(2.0, seed=3))
+    even = list(stub.StreamingRecognize(iter([config_request(), *audio_requests(pcm, 3200)])))
+    odd = list(stub.StreamingRecognize(iter([config_request(), *audio_requests(pcm, [3201, 1, 999, 4799])])))
+    assert finals(even) and finals(odd) == finals(even)
+
+
+def test_mulaw_and_wav_are_accepted(stub: asr_pb2_grpc.RecognizerStub) -> None:
+    audio8k = noise(1.5, rate=8000)
+    mulaw = [config_request(rate=8000, encoding=asr_pb2.MULAW), *audio_requests(float_to_mulaw(audio8k), 800)]
+    assert finals(list(stub.StreamingRecognize(iter(mulaw))))
+
+    buffer = io.BytesIO()
+    sf.write(buffer, audio8k, 8000, format="WAV", subtype="PCM_16")
+    wav = buffer.getvalue()
+    streamed = [config_request(rate=0, encoding=asr_pb2.WAV), Request(audio_content=wav)]
+    assert finals(list(stub.StreamingRecognize(iter(streamed))))
+    config = asr_pb2.RecognitionConfig(encoding=asr_pb2.WAV, model="offline")
+    response = stub.Recognize(asr_pb2.RecognizeRequest(config=config, audio_content=wav))
+    assert response.audio_duration == pytest.approx(1.5, abs=0.01)  # decoded and resampled to 16 kHz
+
+
+def test_stats_count_streams_and_audio(client: RecognizerClient) -> None:
+    before = client.stats()
+    list(client.stream(noise(1.0), StreamOptions(interim_results=False)))
+    after = client.stats()
+    assert after.total_streams == before.total_streams + 1
+    assert after.audio_seconds == pytest.approx(before.audio_seconds + 1.0)
+    assert after.active_streams == 0 and after.last_batch_size >= 1
+
+
+# ---------------------------------------------------------------------- limits
+def test_oversize_message_is_resource_exhausted(limited: RunningServer) -> None:
+    big = b"\0\0" * 40000  # 80 kB > 64 KiB
+    with RecognizerClient(f"127.0.0.1:{limited.port}") as c:
+        stub = asr_pb2_grpc.RecognizerStub(c.channel)
+        code = status_of(
+            lambda: list(stub.StreamingRecognize(iter([config_request(), Request(audio_content=big)])))
+        )
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        config = asr_pb2.RecognitionConfig(encoding=asr_pb2.LINEAR16, sample_rate_hertz=16000)
+        request = asr_pb2.RecognizeRequest(config=config, audio_content=big)
+        assert status_of(lambda: stub.Recognize(request)) == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert wait_for(lambda: c.stats().active_streams == 0)
+
+
+def test_stream_limit_is_resource_exhausted(limited: RunningServer) -> None:
+    release = threading.Event()
+
+    def held_open() -> Iterator[Request]:
+        yield config_request()
+        release.wait(10)
+
+    with RecognizerClient(f"127.0.0.1:{limited.port}") as c:
+        stub = asr_pb2_grpc.RecognizerStub(c.channel)
+        first = stub.StreamingRecognize(held_open())
+        try:
+            assert wait_for(lambda: c.stats().active_streams == 1)
+            with pytest.raises(RecognizerError) as info:
+                list(c.stream(noise(0.2)))
+            assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        finally:
+            release.set()
+        assert list(first) == []  # the held stream still ends cleanly
+        assert wait_for(lambda: c.stats().active_streams == 0)
+        assert list(c.stream(noise(0.2)))  # and the slot is free again
+
+
+def test_max_stream_seconds_is_out_of_range(limited: RunningServer) -> None:
+    with RecognizerClient(f"127.0.0.1:{limited.port}") as c:
+        with pytest.raises(RecognizerError) as info:
+            list(c.stream(noise(2.5)))
+        assert info.value.code == grpc.StatusCode.OUT_OF_RANGE
+        assert wait_for(lambda: c.stats().active_streams == 0)
+
+
+def test_metrics_http_endpoint(limited: RunningServer) -> None:
+    assert limited.handle is not None and limited.handle.metrics_port
+    url = f"http://127.0.0.1:{limited.handle.metrics_port}"
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+        assert response.status == 200
+        text = response.read().decode()
+    for name in ("asr_active_streams", "asr_streams_total", "asr_partial_latency_ms_bucket", "asr_rtf"):
+        assert name in text
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(f"{url}/nope", timeout=5)
+    assert info.value.code == 404
+
+
+# ------------------------------------------------------------------------ auth
+def test_token_auth(secured: RunningServer) -> None:
+    target = f"127.0.0.1:{secured.port}"
+    for token in (None, "wrong"):
+        with RecognizerClient(target, token=token) as c:
+            with pytest.raises(RecognizerError) as info:
+                c.list_models()
+            assert info.value.code == grpc.StatusCode.UNAUTHENTICATED
+            with pytest.raises(RecognizerError) as info:
+                list(c.stream(noise(0.2)))
+            assert info.value.code == grpc.StatusCode.UNAUTHENTICATED
+            assert c.health() == "SERVING"  # probes need no token
+    with RecognizerClient(target, token="s3cret") as c:
+        assert [m.name for m in c.list_models()][0] == "stream"
+        assert any(e.is_final for e in c.stream(noise(0.5)))
