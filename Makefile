@@ -24,8 +24,7 @@ setup: $(VENV)/.installed
 	scripts/apt-install.sh $(APT_RUNTIME)
 
 demo: setup
-	$(BIN)/asr eval --manifest tests/data/samples/manifest.jsonl --model offline --show 3
-	$(BIN)/asr eval --manifest tests/data/samples/manifest.jsonl --model streaming --show 3
+	$(BIN)/asr demo
 
 test: setup
 	$(BIN)/python -m pytest -q

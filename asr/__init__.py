@@ -1,8 +1,8 @@
 """lstm-asr: streaming speech recognition with LSTM + CTC.
 
-    import asr
-    rec = asr.load()
-    print(rec.transcribe("audio.wav").text)
+import asr
+rec = asr.load()
+print(rec.transcribe("audio.wav").text)
 """
 
 from __future__ import annotations

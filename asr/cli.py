@@ -405,6 +405,29 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.set_defaults(func=_serve)
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from asr.demo import run_demo
+
+    return run_demo(port=args.port, model=args.model, realtime=not args.fast)
+
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="start the server, stream the bundled samples in real time, show partials and finals",
+        description=(
+            "The main job in one command: start the gRPC server with the shipped models, stream the "
+            "bundled held-out-voice samples through the gRPC client paced in real time, show the "
+            "partials as they arrive and each final, then shut the server down."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--port", type=int, default=50051, help="server port (0: any free port)")
+    p.add_argument("--model", choices=["stream", "two-pass", "offline"], default="two-pass", help="mode")
+    p.add_argument("--fast", action="store_true", help="send audio as fast as possible instead of real time")
+    p.set_defaults(func=_demo)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="asr",
@@ -419,6 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lm(sub)
     _add_transcribe(sub)
     _add_serve(sub)
+    _add_demo(sub)
     from asr.client.cli import add_stream_parser
 
     add_stream_parser(sub)

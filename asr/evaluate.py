@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 
 
 def _length_batches(lengths: Sequence[int], max_frames: int) -> list[list[int]]:
-    return pack_batches(np.argsort(np.asarray(lengths), kind="stable"), lengths, max_frames, max_utterances=10**9)
+    return pack_batches(
+        np.argsort(np.asarray(lengths), kind="stable"), lengths, max_frames, max_utterances=10**9
+    )
 
 
 @torch.inference_mode()

@@ -25,6 +25,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import grpc
+import numpy as np
 from asr.server.auth import BearerTokenInterceptor
 from asr.server.batcher import StreamBatcher
 from asr.server.metrics import Metrics, start_metrics_http
@@ -93,6 +94,8 @@ def build_server(config: ServerConfig, recognizer: Recognizer | None = None) -> 
 
         torch.set_num_threads(config.threads)
     recognizer = recognizer or Recognizer.load(config.streaming_model, config.offline_model, config.lm)
+    # Warm up (mel filterbank, decoder, first LSTM calls) so the first stream is not slow.
+    recognizer.transcribe(np.zeros(16000, np.float32), mode="two-pass" if recognizer.offline else "stream")
     metrics = Metrics()
     batcher = StreamBatcher(recognizer.streaming.model, config.max_batch, config.max_wait_ms)
     limits = Limits(config.max_streams, config.max_stream_seconds, config.idle_timeout_s)
