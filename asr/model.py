@@ -48,7 +48,7 @@ class ModelConfig:
         return "offline" if self.bidirectional else "streaming"
 
 
-STREAMING_DEFAULT = ModelConfig()
+STREAMING_DEFAULT = ModelConfig(hidden=384, layers=3)
 OFFLINE_DEFAULT = ModelConfig(hidden=256, layers=3, bidirectional=True)
 
 

@@ -17,7 +17,7 @@ for m in ('data/corpus/train.jsonl', 'data/corpus/dev.jsonl'):
     load_feature_set(m, jobs=2)
 "
 export OMP_NUM_THREADS=1
-nohup .venv/bin/asr train --kind streaming --out data/runs/streaming "${common[@]}" \
+nohup .venv/bin/asr train --kind streaming --out data/runs/streaming "${common[@]}" --lr 1e-3 \
   >> data/logs/train-streaming.log 2>&1 &
 nohup .venv/bin/asr train --kind offline --out data/runs/offline "${common[@]}" \
   >> data/logs/train-offline.log 2>&1 &
