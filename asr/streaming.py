@@ -210,10 +210,11 @@ class StreamingSession:
         for j, token in enumerate(log_probs.argmax(-1)):
             token = int(token)
             local = utt.steps + (j - start)
+            global_step = self.step + (j - start) + 1  # self.step counts steps up to `start`
             if token != self._blank:
                 if not utt.speech_started:
                     utt.speech_started = True
-                    results.append(self._event(EventType.SPEECH_START))
+                    results.append(self._event(EventType.SPEECH_START, global_step - 1))
                 if token != utt.last_token:
                     ch = self._vocab_labels[token]
                     if not (ch == " " and (not utt.text or utt.text.endswith(" "))):
@@ -223,7 +224,6 @@ class StreamingSession:
             else:
                 utt.blank_run += 1
             utt.last_token = token
-            global_step = self.step + j + 1
             if (
                 not utt.speech_started
                 and self._initial_timeout_steps
@@ -233,7 +233,7 @@ class StreamingSession:
                 self._append(utt, frames, log_probs, start, j + 1)
                 self.step += j + 1 - start
                 self.finished = True
-                results.append(self._event(EventType.INITIAL_SILENCE_TIMEOUT))
+                results.append(self._event(EventType.INITIAL_SILENCE_TIMEOUT, global_step))
                 return results
             endpoint = utt.speech_started and utt.blank_run >= self._endpoint_steps
             too_long = local + 1 >= self._max_steps
@@ -258,8 +258,8 @@ class StreamingSession:
         utt.steps += b - a
 
     # -------------------------------------------------------------- results
-    def _event(self, event: EventType) -> Result:
-        t = round(self.step * STEP_SECONDS, 3)
+    def _event(self, event: EventType, step: int) -> Result:
+        t = round(step * STEP_SECONDS, 3)
         return Result(False, (), self.utterance_index, t, t, events=(event,))
 
     def _utterance_log_probs(self) -> np.ndarray:

@@ -9,7 +9,7 @@ import torch
 from asr.decoding import Decoder
 from asr.features import Normalizer, log_mel
 from asr.model import CTCModel
-from asr.streaming import EndpointConfig, SessionConfig, StreamingSession
+from asr.streaming import EndpointConfig, EventType, SessionConfig, StreamingSession
 
 
 def _blank_biased(model: CTCModel, blank_share: float = 0.7) -> CTCModel:
@@ -94,7 +94,8 @@ def test_initial_silence_timeout(tiny_model: CTCModel) -> None:
     session = _session(model, endpoint=EndpointConfig(initial_silence_timeout_ms=1000))
     results = session.accept_audio(np.zeros(16000 * 2, np.float32))
     assert session.finished
-    assert any(e.value == "initial_silence_timeout" for r in results for e in r.events)
+    timeouts = [r for r in results if EventType.INITIAL_SILENCE_TIMEOUT in r.events]
+    assert len(timeouts) == 1 and 1.0 <= timeouts[0].end < 1.0 + 0.03  # at the first step past 1 s
     with pytest.raises(RuntimeError):
         session.accept_audio(np.zeros(160, np.float32))
 
