@@ -21,6 +21,7 @@ Memory per session is bounded by the maximum utterance length.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -161,7 +162,10 @@ class StreamingSession:
         trailing = config.endpoint.trailing_silence_ms / 1000
         self._endpoint_steps = max(1, round(trailing / STEP_SECONDS))
         self._max_steps = round(config.endpoint.max_utterance_ms / 1000 / STEP_SECONDS)
-        self._initial_timeout_steps = round(config.endpoint.initial_silence_timeout_ms / 1000 / STEP_SECONDS)
+        # Never early: the first step at or after the timeout.
+        self._initial_timeout_steps = math.ceil(
+            config.endpoint.initial_silence_timeout_ms / 1000 / STEP_SECONDS - 1e-9
+        )
 
     # ----------------------------------------------------------- model input
     def push_audio(self, audio: np.ndarray) -> torch.Tensor:
