@@ -74,6 +74,12 @@ class CTCModel(nn.Module):
         )
         out_dim = config.hidden * (2 if config.bidirectional else 1)
         self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(out_dim, config.vocab_size))
+        # Forget-gate bias 1 (0.5 in each of the two bias vectors): the usual LSTM start,
+        # which keeps gradients flowing through time early in training.
+        with torch.no_grad():
+            for name, param in self.lstm.named_parameters():
+                if name.startswith("bias_"):
+                    param[config.hidden : 2 * config.hidden].fill_(0.5)
 
     def stack_frames(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, M) frames -> (B, T // stack, M * stack) steps; trailing frames dropped."""
