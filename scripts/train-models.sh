@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Train (or resume) both shipped models on the synthetic corpus, side by side, one CPU
 # thread each (two single-thread jobs use 2 cores better than one 2-thread job).
-# Resumable: re-run the same command; each run continues from data/runs/<kind>/last.pt.
+# Resumable: re-run the same command; each run continues exactly from data/runs/<kind>/last.pt,
+# or, on a fresh machine (no last.pt), warm-starts from the shipped models/<kind>/model.pt.
+# A fresh machine first needs the corpus: make corpus (about 30 min).
 #   scripts/train-models.sh [MAX_MINUTES]
 # Logs: data/logs/train-{streaming,offline}.log. Progress: data/runs/<kind>/log.jsonl.
 set -euo pipefail
@@ -17,8 +19,10 @@ for m in ('data/corpus/train.jsonl', 'data/corpus/dev.jsonl'):
     load_feature_set(m, jobs=2)
 "
 export OMP_NUM_THREADS=1
-nohup .venv/bin/asr train --kind streaming --out data/runs/streaming "${common[@]}" --lr 1e-3 \
+# A new machine has no data/runs/*/last.pt: continue from the shipped checkpoints instead.
+init() { [ -f "models/$1/model.pt" ] && echo "--init-from models/$1/model.pt"; }
+nohup .venv/bin/asr train --kind streaming --out data/runs/streaming "${common[@]}" --lr 1e-3 $(init streaming) \
   >> data/logs/train-streaming.log 2>&1 &
-nohup .venv/bin/asr train --kind offline --out data/runs/offline "${common[@]}" \
+nohup .venv/bin/asr train --kind offline --out data/runs/offline "${common[@]}" $(init offline) \
   >> data/logs/train-offline.log 2>&1 &
 echo "training in the background: tail -f data/logs/train-{streaming,offline}.log"
