@@ -304,6 +304,36 @@ def _lm_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lm_tune(args: argparse.Namespace) -> int:
+    import torch
+
+    from asr.audio import load_audio
+    from asr.checkpoint import load_model
+    from asr.evaluate import batch_log_probs
+    from asr.features import log_mel
+    from asr.lm import tune_decoder
+    from asr.manifest import read_manifest
+    from asr.text import normalize_text
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    loaded = load_model(args.model)
+    entries = read_manifest(args.manifest)[: args.limit]
+    log_probs, refs = [], []
+    for e in entries:
+        feats = loaded.normalizer(log_mel(load_audio(e["audio_filepath"]), loaded.features))
+        log_probs.append(batch_log_probs(loaded.model, [feats])[0].numpy())
+        refs.append(normalize_text(str(e["text"])))
+    alphas = [float(a) for a in args.alphas.split(",")]
+    betas = [float(b) for b in args.betas.split(",")]
+    tuned = tune_decoder(log_probs, refs, args.lm, alphas, betas, args.beam_width)
+    print(
+        f"best alpha {tuned['alpha']} beta {tuned['beta']}: WER {100 * tuned['wer']:.2f}% "
+        f"(greedy {100 * tuned['greedy_wer']:.2f}%) on {tuned['utterances']} utterances; saved to {args.lm}/lm.json"
+    )
+    return 0
+
+
 def _add_lm(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lm = sub.add_parser(
         "lm", help="build the KenLM language model", description="KenLM n-gram language model."
@@ -331,6 +361,24 @@ def _add_lm(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--memory", default="1G", help="lmplz memory cap (-S)")
     p.add_argument("--prune", default=None, help='lmplz --prune thresholds, e.g. "0 0 1 1"')
     p.set_defaults(func=_lm_build)
+    t = lsub.add_parser(
+        "tune",
+        help="grid-search the LM weight (alpha) and word bonus (beta) on dev",
+        description=(
+            "Decode a dev manifest with beam search + LM over a grid of alpha/beta values and store "
+            "the best pair in LM/lm.json, where the decoder picks it up. Use the dev split, never test."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    t.add_argument("--manifest", default="data/corpus/dev.jsonl", help="dev manifest")
+    t.add_argument("--model", default="offline", help="model whose outputs are decoded")
+    t.add_argument("--lm", default=str(_models_dir() / "lm"), help="language model folder")
+    t.add_argument("--alphas", default="0.3,0.5,0.7,0.9,1.2", help="comma-separated LM weights")
+    t.add_argument("--betas", default="0,1,2,3", help="comma-separated word bonuses")
+    t.add_argument("--beam-width", type=int, default=16, help="beam width while tuning")
+    t.add_argument("--limit", type=int, default=200, help="dev utterances to use")
+    t.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    t.set_defaults(func=_lm_tune)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from asr.text import normalize_text
 
 log = logging.getLogger(__name__)
@@ -111,3 +113,47 @@ def build_lm(
     meta.write_text(json.dumps(previous, indent=1))
     log.info("LM: %s", summary)
     return summary
+
+
+def tune_decoder(
+    log_probs: list[np.ndarray],
+    references: list[str],
+    lm_dir: str | os.PathLike[str],
+    alphas: Iterable[float] = (0.3, 0.5, 0.7, 0.9),
+    betas: Iterable[float] = (0.0, 1.0, 2.0),
+    beam_width: int = 16,
+) -> dict[str, Any]:
+    """Grid-search alpha (LM weight) and beta (word bonus) for the lowest WER.
+
+    Args:
+        log_probs: per-utterance ``(T, V)`` model outputs on the dev set.
+        references: their normalised transcripts.
+        lm_dir: folder with lm.bin and unigrams.txt; the best values go to its lm.json.
+
+    Returns:
+        ``{"alpha", "beta", "wer", "greedy_wer", "grid": [...]}``, also stored in lm.json
+        under ``tuned``.
+    """
+    from asr.api import load_decoder
+    from asr.metrics import error_rates
+
+    if len(log_probs) != len(references) or not references:
+        raise ValueError(f"expected equal, non-empty lists, got {len(log_probs)} and {len(references)}")
+    base = load_decoder(lm_dir)
+    greedy = error_rates((r, base.greedy(lp).text) for r, lp in zip(references, log_probs, strict=True)).wer
+    grid = []
+    for alpha in alphas:
+        for beta in betas:
+            decoder = base.with_options(alpha=alpha, beta=beta, beam_width=beam_width)
+            hyps = [decoder.beam(lp)[0].text for lp in log_probs]
+            wer = error_rates(zip(references, hyps, strict=True)).wer
+            grid.append({"alpha": alpha, "beta": beta, "wer": round(wer, 4)})
+            log.info("alpha %.2f beta %.2f: WER %.2f%%", alpha, beta, 100 * wer)
+    best = min(grid, key=lambda g: g["wer"])
+    tuned = {**best, "beam_width": beam_width, "greedy_wer": round(greedy, 4), "utterances": len(references)}
+    meta = Path(lm_dir) / "lm.json"
+    data = json.loads(meta.read_text()) if meta.exists() else {}
+    data["tuned"] = tuned
+    data["grid"] = grid
+    meta.write_text(json.dumps(data, indent=1))
+    return tuned

@@ -132,3 +132,23 @@ def test_json_and_txt() -> None:
     assert render(_transcript(), "txt") == "hello there\nagain\n"
     with pytest.raises(ValueError, match="format"):
         render(_transcript(), "doc")
+
+
+@pytest.mark.skipif(not (LM_DIR / "lm.bin").exists(), reason="shipped LM missing")
+def test_tune_decoder_writes_best_pair(tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from asr.lm import tune_decoder
+
+    lm_dir = tmp_path / "lm"
+    shutil.copytree(LM_DIR, lm_dir)
+    refs = ["the lord is my shepherd", "go on"]
+    tuned = tune_decoder(
+        [spell(r) for r in refs], refs, lm_dir, alphas=(0.3, 0.6), betas=(0.0, 1.0), beam_width=8
+    )
+    assert tuned["wer"] == 0.0 and tuned["greedy_wer"] == 0.0 and tuned["utterances"] == 2
+    saved = json.loads((lm_dir / "lm.json").read_text())
+    assert saved["tuned"]["alpha"] == tuned["alpha"] and len(saved["grid"]) == 4
+    with pytest.raises(ValueError, match="equal"):
+        tune_decoder([], [], lm_dir)
