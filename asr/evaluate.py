@@ -17,7 +17,7 @@ from asr.checkpoint import LoadedModel, load_model
 from asr.data import FeatureSet, pack_batches
 from asr.features import log_mel
 from asr.manifest import read_manifest
-from asr.metrics import error_rates
+from asr.metrics import ErrorCounts, error_rates
 from asr.model import CTCModel
 from asr.text import greedy_decode, normalize_text
 
@@ -76,6 +76,30 @@ class EvalResult:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_counts(
+        cls,
+        model: str,
+        manifest: str | os.PathLike[str],
+        counts: ErrorCounts,
+        failed: int,
+        audio_seconds: float,
+        processing_seconds: float,
+        threads: int,
+    ) -> EvalResult:
+        return cls(
+            model=model,
+            manifest=str(manifest),
+            utterances=counts.utterances,
+            failed=failed,
+            wer=counts.wer,
+            cer=counts.cer,
+            audio_seconds=round(audio_seconds, 2),
+            processing_seconds=round(processing_seconds, 3),
+            rtf=processing_seconds / max(audio_seconds, 1e-9),
+            threads=threads,
+        )
+
 
 def evaluate_manifest(
     model: str | os.PathLike[str] | LoadedModel,
@@ -120,17 +144,8 @@ def evaluate_manifest(
     elapsed = time.perf_counter() - started
     refs = [normalize_text(str(e["text"])) for e in kept]
     counts = error_rates(zip(refs, hyps, strict=True))
-    result = EvalResult(
-        model=str(loaded.path),
-        manifest=str(manifest),
-        utterances=counts.utterances,
-        failed=failed,
-        wer=counts.wer,
-        cer=counts.cer,
-        audio_seconds=round(audio_seconds, 2),
-        processing_seconds=round(elapsed, 3),
-        rtf=elapsed / max(audio_seconds, 1e-9),
-        threads=torch.get_num_threads(),
+    result = EvalResult.from_counts(
+        str(loaded.path), manifest, counts, failed, audio_seconds, elapsed, torch.get_num_threads()
     )
     rows = [
         {"audio": e["audio_filepath"], "ref": r, "hyp": h} for e, r, h in zip(kept, refs, hyps, strict=True)

@@ -58,15 +58,6 @@ def evaluate_pocketsphinx(manifest: str | os.PathLike[str], limit: int | None = 
         audio_seconds += len(audio) / 16000
         pairs.append((normalize_text(str(entry["text"])), hyp))
     counts = error_rates(pairs)
-    return EvalResult(
-        model="pocketsphinx en-us (wheel default)",
-        manifest=str(manifest),
-        utterances=counts.utterances,
-        failed=failed,
-        wer=counts.wer,
-        cer=counts.cer,
-        audio_seconds=round(audio_seconds, 2),
-        processing_seconds=round(busy, 3),
-        rtf=busy / max(audio_seconds, 1e-9),
-        threads=1,
+    return EvalResult.from_counts(
+        "pocketsphinx en-us (wheel default)", manifest, counts, failed, audio_seconds, busy, 1
     )
