@@ -21,7 +21,7 @@ for m in ('data/corpus/train.jsonl', 'data/corpus/dev.jsonl'):
 export OMP_NUM_THREADS=1
 # A new machine has no data/runs/*/last.pt: continue from the shipped checkpoints instead.
 init() { [ -f "models/$1/model.pt" ] && echo "--init-from models/$1/model.pt"; }
-nohup .venv/bin/asr train --kind streaming --out data/runs/streaming "${common[@]}" --lr 1e-3 $(init streaming) \
+nohup .venv/bin/asr train --kind streaming --out data/runs/streaming "${common[@]}" --lr 5e-4 $(init streaming) \
   >> data/logs/train-streaming.log 2>&1 &
 nohup .venv/bin/asr train --kind offline --out data/runs/offline "${common[@]}" $(init offline) \
   >> data/logs/train-offline.log 2>&1 &
