@@ -187,7 +187,14 @@ def _eval(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    result, rows = evaluate_manifest(args.model, args.manifest, limit=args.limit, progress=not args.json)
+    decoder = None
+    if args.decoder == "beam":
+        from asr.api import load_decoder
+
+        decoder = load_decoder(None if args.no_lm else args.lm)
+    result, rows = evaluate_manifest(
+        args.model, args.manifest, limit=args.limit, progress=not args.json, decoder=decoder
+    )
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
@@ -197,7 +204,7 @@ def _eval(args: argparse.Namespace) -> int:
         print(
             f"{result.utterances} utterances ({result.failed} failed), {result.audio_seconds / 60:.1f} min audio: "
             f"WER {100 * result.wer:.2f}%  CER {100 * result.cer:.2f}%  RTF {result.rtf:.4f} "
-            f"({result.threads} threads, greedy)"
+            f"({result.threads} threads, {args.decoder}{'' if args.decoder == 'greedy' or args.no_lm else ' + LM'})"
         )
     return 0
 
@@ -205,8 +212,11 @@ def _eval(args: argparse.Namespace) -> int:
 def _add_eval(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "eval",
-        help="WER/CER/RTF of a model on a manifest (greedy)",
-        description="Greedy-decode a JSONL manifest and report WER, CER, real-time factor and counts.",
+        help="WER/CER/RTF of a model on a manifest",
+        description=(
+            "Decode a JSONL manifest (greedy, or beam search with the tuned KenLM) and report WER, CER, "
+            "real-time factor and counts."
+        ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--manifest", required=True, help="JSONL manifest (audio_filepath, duration, text)")
@@ -215,6 +225,9 @@ def _add_eval(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--limit", type=int, default=None, help="only the first N utterances")
     p.add_argument("--show", type=int, default=0, help="print N reference/hypothesis pairs")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    p.add_argument("--decoder", choices=["greedy", "beam"], default="greedy", help="decoding")
+    p.add_argument("--lm", default=str(_models_dir() / "lm"), help="language model folder (beam)")
+    p.add_argument("--no-lm", action="store_true", help="beam search without the language model")
     p.set_defaults(func=_eval)
 
 

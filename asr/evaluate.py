@@ -15,6 +15,7 @@ import torch
 from asr.audio import AudioError, load_audio
 from asr.checkpoint import LoadedModel, load_model
 from asr.data import FeatureSet, pack_batches
+from asr.decoding import Decoder
 from asr.features import log_mel
 from asr.manifest import read_manifest
 from asr.metrics import ErrorCounts, error_rates
@@ -107,8 +108,9 @@ def evaluate_manifest(
     max_frames: int = 60000,
     limit: int | None = None,
     progress: bool = False,
+    decoder: Decoder | None = None,
 ) -> tuple[EvalResult, list[dict[str, str]]]:
-    """Greedy-decode every utterance of a manifest and score it.
+    """Decode every utterance of a manifest (greedy, or beam search with ``decoder``) and score it.
 
     RTF is processing wall time (audio loading, features and model, batched by
     length) divided by audio duration, on the current torch thread count.
@@ -140,7 +142,7 @@ def evaluate_manifest(
         _length_batches([len(f) for f in feats], max_frames), desc="decode", disable=not progress
     ):
         for i, lp in zip(batch, batch_log_probs(loaded.model, [feats[i] for i in batch]), strict=True):
-            hyps[i] = greedy_decode(lp)
+            hyps[i] = greedy_decode(lp) if decoder is None else decoder.beam(lp.numpy())[0].text
     elapsed = time.perf_counter() - started
     refs = [normalize_text(str(e["text"])) for e in kept]
     counts = error_rates(zip(refs, hyps, strict=True))
