@@ -114,6 +114,7 @@ def _train(args: argparse.Namespace) -> int:
         lr=args.lr,
         warmup_steps=args.warmup,
         lr_half_life=args.lr_half_life,
+        anneal_steps=args.anneal_steps,
         grad_clip=args.grad_clip,
         specaugment=not args.no_specaugment,
         eval_every=args.eval_every,
@@ -153,6 +154,13 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--lr", type=float, default=1.5e-3, help="peak learning rate")
     p.add_argument("--warmup", type=int, default=600, help="warm-up steps")
     p.add_argument("--lr-half-life", type=int, default=4000, help="steps per halving of the lr")
+    p.add_argument(
+        "--anneal-steps",
+        type=int,
+        default=0,
+        help="ramp the lr linearly down to its floor over the last N steps before --steps "
+        "(can be set when resuming, to finish a run inside a time budget)",
+    )
     p.add_argument("--grad-clip", type=float, default=5.0, help="gradient-norm clip")
     p.add_argument("--hidden", type=int, default=None, help="LSTM units (per direction)")
     p.add_argument("--layers", type=int, default=None, help="LSTM layers")

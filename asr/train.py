@@ -55,6 +55,7 @@ class TrainConfig:
     warmup_steps: int = 600
     lr_half_life: int = 4000  # steps; exponential decay after warm-up
     min_lr: float = 2e-5
+    anneal_steps: int = 0  # the last N steps before max_steps ramp the lr linearly down to min_lr
     weight_decay: float = 1e-2
     grad_clip: float = 5.0
     specaugment: bool = True
@@ -92,7 +93,12 @@ def lr_at(step: int, config: TrainConfig) -> float:
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     decay = 0.5 ** ((step - config.warmup_steps) / config.lr_half_life)
-    return max(config.lr * decay, config.min_lr)
+    lr = max(config.lr * decay, config.min_lr)
+    anneal_start = config.max_steps - config.anneal_steps
+    if config.anneal_steps > 0 and step >= anneal_start:
+        left = max(0.0, (config.max_steps - step) / config.anneal_steps)
+        lr = config.min_lr + (lr - config.min_lr) * left
+    return lr
 
 
 def _dist_info() -> tuple[int, int]:

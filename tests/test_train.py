@@ -43,6 +43,16 @@ def test_lr_schedule() -> None:
     assert lr_at(10**6, config) == config.min_lr
 
 
+def test_lr_anneal_ramps_to_floor() -> None:
+    config = TrainConfig(
+        out_dir="x", train_manifests=[], lr=1e-3, warmup_steps=10, lr_half_life=10**9,
+        max_steps=1000, anneal_steps=200,
+    )
+    assert abs(lr_at(799, config) - 1e-3) < 1e-9  # before the anneal: the plain schedule
+    assert abs(lr_at(900, config) - (config.min_lr + (1e-3 - config.min_lr) / 2)) < 1e-9
+    assert abs(lr_at(1000, config) - config.min_lr) < 1e-12
+
+
 def test_loss_falls(tmp_path: Path, tiny_manifest: Path) -> None:
     trainer = Trainer(_config(tmp_path, tiny_manifest, "run", 40))
     trainer.train()
