@@ -5,6 +5,8 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Runtime + test packages (small). The corpus needs more: see `make corpus-deps`.
+# python3.11-venv/-dev and g++ come first: the venv needs them, and kenlm compiles from its sdist.
+APT_BUILD   := python3.11 python3.11-venv python3.11-dev g++
 APT_RUNTIME := espeak-ng flite sox libsndfile1 libportaudio2
 APT_CORPUS  := espeak-ng sox libsox-fmt-all flite festival festvox-kallpc16k festvox-kdlpc16k \
                festvox-us-slt-hts festlex-cmu fortunes fortunes-min bible-kjv bible-kjv-text \
@@ -13,6 +15,7 @@ APT_CORPUS  := espeak-ng sox libsox-fmt-all flite festival festvox-kallpc16k fes
 .PHONY: setup demo test corpus-deps corpus train-streaming train-offline lint clean
 
 $(BIN)/python:
+	scripts/apt-install.sh $(APT_BUILD)
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python

@@ -146,11 +146,26 @@ def _file_blocks(path: str | os.PathLike[str]) -> tuple[Iterator[np.ndarray], in
 
     def gen() -> Iterator[np.ndarray]:
         block = int(info.samplerate * BLOCK_SECONDS)
+        decoded = 0
         with sf.SoundFile(str(path)) as f:
             while True:
-                data = f.read(block, dtype="float32", always_2d=True)
+                try:
+                    data = f.read(block, dtype="float32", always_2d=True)
+                except (sf.SoundFileError, RuntimeError, OSError, EOFError) as e:
+                    # As load_audio does: keep what decoded before a corrupt or cut tail.
+                    reason = getattr(e, "error_string", "") or e
+                    if decoded == 0:
+                        raise AudioError(f"{path}: cannot decode audio, truncated or corrupt ({reason})") from e
+                    log.warning(
+                        "%s: decoding failed after %.1f s (%s); keeping the audio decoded so far",
+                        path,
+                        decoded / info.samplerate,
+                        reason,
+                    )
+                    return
                 if len(data) == 0:
                     break
+                decoded += len(data)
                 yield np.nan_to_num(data.mean(axis=1))
 
     return gen(), info.samplerate

@@ -30,10 +30,15 @@ MIN_STREAM_RATE = 8000
 MAX_STREAM_RATE = 192000
 RESAMPLE_QUALITY = "HQ"
 _READ_BLOCK = 4096  # frames per libsndfile read; small so a corrupt tail loses little
+_UNKNOWN_FRAMES = 2**62  # libsndfile reports SF_COUNT_MAX when a header leaves the length open
 
 
 class AudioError(ValueError):
     """Input that cannot be decoded as audio (missing, empty, truncated, corrupt)."""
+
+
+class AudioTooLongError(AudioError):
+    """Audio longer than the ``max_seconds`` a caller allows (found before decoding it all)."""
 
 
 # ---------------------------------------------------------------------------
@@ -73,6 +78,11 @@ def _wav_data_shortfall(f: BinaryIO, size: int) -> tuple[int, int] | None:
     return None
 
 
+def _reason(exc: BaseException) -> str:
+    """libsndfile's own words, without soundfile's "Error opening <repr of the source>" prefix."""
+    return str(getattr(exc, "error_string", "") or exc)
+
+
 def _sanitize(x: np.ndarray, name: str) -> np.ndarray:
     if not np.isfinite(x).all():
         logger.warning("%s: replacing NaN/inf samples with finite values", name)
@@ -80,8 +90,11 @@ def _sanitize(x: np.ndarray, name: str) -> np.ndarray:
     return x
 
 
-def _read_frames(snd: sf.SoundFile, name: str) -> tuple[np.ndarray, bool]:
+def _read_frames(snd: sf.SoundFile, name: str, max_frames: int | None = None) -> tuple[np.ndarray, bool]:
     """Read all frames of an open file in blocks, keeping what decodes before an error.
+
+    Raises:
+        AudioTooLongError: more than ``max_frames`` frames decode (a header may lie).
 
     Returns:
         The (frames, channels) samples, and whether decoding reached the end
@@ -94,36 +107,63 @@ def _read_frames(snd: sf.SoundFile, name: str) -> tuple[np.ndarray, bool]:
             block = snd.read(_READ_BLOCK, dtype="float32", always_2d=True)  # (n, channels)
         except (sf.SoundFileError, RuntimeError, OSError, EOFError) as exc:
             if decoded == 0:
-                raise AudioError(f"{name}: cannot decode audio, truncated or corrupt ({exc})") from exc
+                raise AudioError(f"{name}: cannot decode audio, truncated or corrupt ({_reason(exc)})") from exc
             logger.warning(
                 "%s: decoding failed after %d frames (%s); keeping the frames decoded so far",
                 name,
                 decoded,
-                exc,
+                _reason(exc),
             )
             return np.concatenate(blocks, axis=0), False
         if block.shape[0] == 0:
             break
         blocks.append(block)
         decoded += block.shape[0]
+        if max_frames is not None and decoded > max_frames:
+            raise AudioTooLongError(
+                f"{name}: audio longer than the {max_frames / snd.samplerate:g} s maximum"
+            )
     if not blocks:
         return np.zeros((0, snd.channels), dtype=np.float32), True
     return np.concatenate(blocks, axis=0), True
 
 
-def _decode(source: str | io.BytesIO, name: str, sample_rate: int) -> np.ndarray:
-    """Decode ``source`` with libsndfile, downmix, resample; errors name ``name``."""
+def _decode(
+    source: str | io.BytesIO,
+    name: str,
+    sample_rate: int,
+    max_seconds: float | None = None,
+    rate_range: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Decode ``source`` with libsndfile, downmix, resample; errors name ``name``.
+
+    ``max_seconds`` and ``rate_range`` bound the work untrusted input can cause: a
+    small container that declares 1 Hz, or hours of compressed silence, would
+    otherwise decode and resample to gigabytes.
+    """
     try:
         snd = sf.SoundFile(source)
     except (sf.SoundFileError, RuntimeError, OSError, EOFError) as exc:
-        raise AudioError(f"{name}: not a readable audio file ({exc})") from exc
+        raise AudioError(f"{name}: not a readable audio file ({_reason(exc)})") from exc
     with snd:
         declared = snd.frames
         in_rate = snd.samplerate
-        data, complete = _read_frames(snd, name)  # (frames, channels)
+        if rate_range is not None and not rate_range[0] <= in_rate <= rate_range[1]:
+            raise AudioError(
+                f"{name}: sample rate {in_rate} Hz is outside {rate_range[0]}..{rate_range[1]} Hz"
+            )
+        known = declared < _UNKNOWN_FRAMES
+        max_frames = None
+        if max_seconds is not None:
+            max_frames = int(max_seconds * in_rate)
+            if known and declared > max_frames:
+                raise AudioTooLongError(
+                    f"{name}: {declared / in_rate:.1f} s of audio, longer than the {max_seconds:g} s maximum"
+                )
+        data, complete = _read_frames(snd, name, max_frames)  # (frames, channels)
     if data.shape[0] == 0:
         raise AudioError(f"{name}: contains no audio")
-    if complete and data.shape[0] < declared:
+    if complete and known and data.shape[0] < declared:
         logger.warning(
             "%s: truncated audio, header declares %d frames but only %d could be read",
             name,
@@ -183,19 +223,30 @@ def load_audio(path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE) -> 
     return _decode(name, name, sample_rate)
 
 
-def decode_audio_bytes(data: bytes, name: str = "<bytes>", sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+def decode_audio_bytes(
+    data: bytes,
+    name: str = "<bytes>",
+    sample_rate: int = SAMPLE_RATE,
+    max_seconds: float | None = None,
+    rate_range: tuple[int, int] | None = None,
+) -> np.ndarray:
     """Decode an in-memory audio container (WAV, FLAC, OGG, ...) like :func:`load_audio`.
 
     Args:
         data: The complete container bytes.
         name: How to refer to the data in errors and warnings.
         sample_rate: Output sample rate in Hz.
+        max_seconds: Refuse audio longer than this (checked on the header, then
+            while decoding), so untrusted bytes cannot expand without bound.
+        rate_range: Refuse a container whose own rate is outside ``(low, high)`` Hz.
 
     Returns:
         A 1-D float32 array free of NaN and inf.
 
     Raises:
-        AudioError: Under the same rules as :func:`load_audio`.
+        AudioError: Under the same rules as :func:`load_audio`, or a rate outside
+            ``rate_range``.
+        AudioTooLongError: The audio is longer than ``max_seconds``.
     """
     _check_rate(sample_rate, "sample_rate")
     if not isinstance(data, bytes | bytearray | memoryview):
@@ -204,7 +255,7 @@ def decode_audio_bytes(data: bytes, name: str = "<bytes>", sample_rate: int = SA
     if not data:
         raise AudioError(f"{name}: data is empty (0 bytes)")
     _warn_if_wav_truncated(io.BytesIO(data), len(data), name)
-    return _decode(io.BytesIO(data), name, sample_rate)
+    return _decode(io.BytesIO(data), name, sample_rate, max_seconds, rate_range)
 
 
 def audio_duration(path: str | os.PathLike[str]) -> float:
@@ -219,7 +270,7 @@ def audio_duration(path: str | os.PathLike[str]) -> float:
     try:
         return float(sf.info(name).duration)
     except (sf.SoundFileError, RuntimeError, OSError) as exc:
-        raise AudioError(f"{name}: not a readable audio file ({exc})") from exc
+        raise AudioError(f"{name}: not a readable audio file ({_reason(exc)})") from exc
 
 
 def write_wav(path: str | os.PathLike[str], x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:

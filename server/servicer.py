@@ -12,11 +12,13 @@ import grpc
 import numpy as np
 from asr.server.batcher import StreamBatcher
 from asr.server.metrics import Metrics
+from google.protobuf.message import DecodeError
 from grpc import aio
 
 from asr.api import Recognizer, Transcript
 from asr.audio import (
     AudioError,
+    AudioTooLongError,
     alaw_to_float,
     decode_audio_bytes,
     mulaw_to_float,
@@ -118,7 +120,8 @@ class AudioDecoder:
         self.encoding = encoding
         self._carry = b""
 
-    def __call__(self, data: bytes) -> np.ndarray:
+    def __call__(self, data: bytes, max_seconds: float | None = None) -> np.ndarray:
+        """Decode one message; WAV/FLAC longer than ``max_seconds`` are refused before they expand."""
         if self.encoding == asr_pb2.LINEAR16:
             data = self._carry + data
             even = len(data) // 2 * 2
@@ -129,7 +132,11 @@ class AudioDecoder:
         if self.encoding == asr_pb2.ALAW:
             return alaw_to_float(data)
         try:
-            return decode_audio_bytes(data, name="audio_content")
+            return decode_audio_bytes(
+                data, name="audio_content", max_seconds=max_seconds, rate_range=(MIN_RATE, MAX_RATE)
+            )
+        except AudioTooLongError as e:
+            raise RequestError(str(e), grpc.StatusCode.OUT_OF_RANGE) from None
         except AudioError as e:
             raise RequestError(
                 f"could not decode {asr_pb2.AudioEncoding.Name(self.encoding)} bytes: {e}"
@@ -192,6 +199,8 @@ class RecognizerService(asr_pb2_grpc.RecognizerServicer):
             return await asyncio.wait_for(anext(iterator), self.limits.idle_timeout_s)
         except StopAsyncIteration:
             return None
+        except DecodeError as e:
+            raise RequestError(f"not a valid StreamingRecognizeRequest message: {e}") from None
         except TimeoutError:
             raise RequestError(
                 f"no message for {self.limits.idle_timeout_s:g} s (idle timeout)",
@@ -228,9 +237,13 @@ class RecognizerService(asr_pb2_grpc.RecognizerServicer):
             session = self.recognizer.stream(config)
             decode = AudioDecoder(sc.config.encoding)
             audio_seconds = 0.0
+            drained = False
             while not session.finished:
                 request = await self._next(request_iterator)
                 if request is None:
+                    break
+                if self.draining:  # shutting down: close the open utterance with a final, then say so
+                    drained = True
                     break
                 received = time.perf_counter()
                 kind = request.WhichOneof("request")
@@ -243,7 +256,7 @@ class RecognizerService(asr_pb2_grpc.RecognizerServicer):
                         else []
                     )
                 else:
-                    samples = decode(request.audio_content)
+                    samples = decode(request.audio_content, self.limits.max_stream_seconds - audio_seconds)
                     audio_seconds += len(samples) / config.sample_rate
                     if audio_seconds > self.limits.max_stream_seconds:
                         raise RequestError(
@@ -263,6 +276,12 @@ class RecognizerService(asr_pb2_grpc.RecognizerServicer):
                 if results:
                     self._observe(results, ended)
                     yield to_response(results, sc.config)
+            if drained:
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"server is shutting down: stream ended after {audio_seconds:.2f} s of audio "
+                    "(results up to there were sent); reconnect to go on",
+                )
             if sc.single_utterance:
                 yield asr_pb2.StreamingRecognizeResponse(
                     speech_events=[asr_pb2.SpeechEvent(type=asr_pb2.END_OF_SINGLE_UTTERANCE)]
@@ -285,7 +304,7 @@ class RecognizerService(asr_pb2_grpc.RecognizerServicer):
         started = time.perf_counter()
         try:
             config = session_config(request.config, offline_available=self.recognizer.offline is not None)
-            samples = AudioDecoder(request.config.encoding)(request.audio_content)
+            samples = AudioDecoder(request.config.encoding)(request.audio_content, self.limits.max_stream_seconds)
             if len(samples) / config.sample_rate > self.limits.max_stream_seconds:
                 raise RequestError(
                     f"audio longer than the {self.limits.max_stream_seconds:g} s maximum",

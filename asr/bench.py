@@ -1,0 +1,788 @@
+"""`asr bench`: the real-time vs full-sequence trade-off, measured.
+
+Three ways to run the same recogniser, side by side with PocketSphinx:
+
+* ``streaming``: the uni-LSTM alone; partials while audio comes in, LM beam finals;
+* ``two-pass``: the uni-LSTM's partials and endpoints, finals from the BiLSTM + LM over
+  each endpointed utterance (what ``asr serve`` does in two-pass mode);
+* ``offline``: the BiLSTM over the whole utterance once it has all arrived, then LM beam.
+
+Accuracy of ``streaming`` and ``offline`` comes from :func:`asr.evaluate.evaluate_manifest`
+(the numbers ``asr eval`` prints); ``two-pass`` runs :class:`asr.streaming.StreamingSession`.
+
+Latency is simulated on the audio clock: chunk ``k`` arrives at the audio time of its
+last sample, ``t_k``; the session needs ``c_k`` seconds (wall clock) for it, and results
+of that chunk are available at ``done_k = max(t_k, done_{k-1}) + c_k`` (a backlog carries
+over when the machine falls behind). The client half-closes at the end of the file.
+Speech start and end come from an energy detector; a word's end in the audio comes from
+the BiLSTM's greedy CTC alignment of the whole utterance.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from asr.api import Recognizer, load_decoder
+from asr.audio import SAMPLE_RATE, AudioError, load_audio
+from asr.checkpoint import MODELS_DIR, LoadedModel, load_model
+from asr.decoding import STEP_SECONDS, Decoder, Hypothesis, Word
+from asr.evaluate import batch_log_probs, evaluate_manifest
+from asr.features import log_mel
+from asr.manifest import read_manifest
+from asr.metrics import error_rates
+from asr.streaming import EndpointConfig, Result, SessionConfig, results_text
+from asr.text import normalize_text
+
+log = logging.getLogger(__name__)
+
+MODES = ("streaming", "two-pass", "offline")
+CHUNKS_MS = (60, 120, 240, 480)
+QUICK_CHUNKS_MS = (120, 480)
+HEADLINE_CHUNK_MS = 120  # a multiple of the 30 ms model step, close to the client's 100 ms
+DEFAULT_SMOKE = ("data/smoke_real/manifest.jsonl", "data/smoke/manifest.jsonl")
+LOOKAHEAD_NOTE = (
+    "not measured: the shipped models have no trained lookahead (ModelConfig has no such option), "
+    "and delaying the output of a model that was not trained with lookahead would measure nothing real"
+)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What `asr bench` measures, on which sets and subsets."""
+
+    out: Path = Path("reports")
+    test_manifest: str = "data/corpus/test.jsonl"
+    smoke_manifest: str | None = None  # None: skip the smoke set
+    streaming_model: str = "streaming"
+    offline_model: str = "offline"
+    lm: str | None = str(MODELS_DIR / "lm")  # None: beam search without LM
+    threads: tuple[int, ...] = (1, 2)
+    chunks_ms: tuple[int, ...] = CHUNKS_MS
+    test_utts: int | None = None  # first N test utterances for WER/CER (None: all)
+    latency_utts: int = 100  # first N test utterances for latency, RTF and the sweep
+    peer_utts: int = 100  # first N test utterances for PocketSphinx
+    smoke_utts: int | None = None
+    peer: bool = True
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.threads or min(self.threads) < 1:
+            raise ValueError(f"expected thread counts >= 1, got {self.threads}")
+        if HEADLINE_CHUNK_MS not in self.chunks_ms:
+            raise ValueError(f"expected chunks_ms to include {HEADLINE_CHUNK_MS}, got {self.chunks_ms}")
+        if any(c <= 0 for c in self.chunks_ms):
+            raise ValueError(f"expected positive chunk sizes, got {self.chunks_ms}")
+
+    @classmethod
+    def preset(cls, quick: bool = False, limit: int | None = None, **changes: Any) -> BenchConfig:
+        """Full or ``quick`` subsets, every set capped at ``limit`` utterances."""
+        sizes: dict[str, Any] = (
+            {"test_utts": 60, "latency_utts": 60, "peer_utts": 30, "chunks_ms": QUICK_CHUNKS_MS}
+            if quick
+            else {}
+        )
+        config = cls(**{**sizes, **changes})
+        if limit is None:
+            return config
+        cap = lambda n: limit if n is None else min(n, limit)  # noqa: E731
+        return replace(
+            config,
+            test_utts=cap(config.test_utts),
+            latency_utts=cap(config.latency_utts),
+            peer_utts=cap(config.peer_utts),
+            smoke_utts=cap(config.smoke_utts),
+        )
+
+
+def default_smoke_manifest() -> str | None:
+    return next((p for p in DEFAULT_SMOKE if Path(p).is_file()), None)
+
+
+class GreedyFinals(Decoder):
+    """Best-path finals in a session (the 'greedy' column of two-pass), no beam search."""
+
+    def beam(  # type: ignore[override]
+        self,
+        log_probs: np.ndarray,
+        hotwords: Sequence[str] | None = None,
+        hotword_weight: float | None = None,
+        n_best: int = 1,
+        time_offset: float = 0.0,
+    ) -> list[Hypothesis]:
+        return [self.greedy(log_probs, time_offset)]
+
+
+# ------------------------------------------------------------------ measuring
+def speech_bounds(audio: np.ndarray, rate: int = SAMPLE_RATE) -> tuple[float, float]:
+    """(start, end) of speech in seconds from 25 ms / 10 ms frame energies.
+
+    A frame is speech when its energy is above ``floor + 0.3 (peak - floor)`` (dB), with the
+    floor and peak the 10th and 99th percentiles of the file's frame energies.
+    """
+    win, hop = int(0.025 * rate), int(0.010 * rate)
+    if len(audio) < win:
+        return 0.0, len(audio) / rate
+    frames = np.lib.stride_tricks.sliding_window_view(audio.astype(np.float64), win)[::hop]
+    energy = 10 * np.log10((frames**2).mean(axis=1) + 1e-10)  # (T,) dB
+    floor, peak = np.percentile(energy, [10, 99])
+    active = np.flatnonzero(energy >= floor + 0.3 * (peak - floor))
+    if len(active) == 0:
+        return 0.0, len(audio) / rate
+    return active[0] * hop / rate, (active[-1] * hop + win) / rate
+
+
+@dataclass
+class Trace:
+    """A simulated real-time stream: each result with the audio-clock time it became available."""
+
+    events: list[tuple[float, Result]]
+    compute: float  # seconds of processing (wall clock)
+    audio_seconds: float
+
+    @property
+    def finals(self) -> list[tuple[float, Result]]:
+        return [(t, r) for t, r in self.events if r.is_final]
+
+    def final_text(self) -> str:
+        return results_text([r for _, r in self.events])
+
+    def displayed(self) -> list[tuple[float, list[str]]]:
+        """The partial transcript on screen after each partial: the latest partial per utterance."""
+        latest: dict[int, str] = {}
+        shown = []
+        for t, r in self.events:
+            if not r.is_final and r.text:
+                latest[r.utterance_index] = r.text
+                shown.append((t, " ".join(latest[u] for u in sorted(latest)).split()))
+        return shown
+
+
+def simulate_session(recognizer: Recognizer, config: SessionConfig, audio: np.ndarray, chunk_ms: int) -> Trace:
+    """Feed ``audio`` in ``chunk_ms`` chunks as if in real time, timing every call."""
+    session = recognizer.stream(config)
+    step = max(1, round(SAMPLE_RATE * chunk_ms / 1000))
+    end = len(audio) / SAMPLE_RATE
+    events: list[tuple[float, Result]] = []
+    done = compute = 0.0
+    for a in range(0, len(audio), step):
+        chunk = audio[a : a + step]
+        started = time.perf_counter()
+        results = session.accept_audio(chunk)
+        took = time.perf_counter() - started
+        done, compute = max((a + len(chunk)) / SAMPLE_RATE, done) + took, compute + took
+        events += [(done, r) for r in results]
+    started = time.perf_counter()
+    results = session.finish()
+    took = time.perf_counter() - started
+    done, compute = max(end, done) + took, compute + took
+    events += [(done, r) for r in results]
+    return Trace(events, compute, end)
+
+
+def simulate_offline(loaded: LoadedModel, decoder: Decoder, audio: np.ndarray) -> tuple[Trace, np.ndarray]:
+    """Whole utterance after its last sample: features, BiLSTM, beam. Returns the trace and log-probs."""
+    end = len(audio) / SAMPLE_RATE
+    started = time.perf_counter()
+    feats = loaded.normalizer(log_mel(audio, loaded.features))
+    lp = batch_log_probs(loaded.model, [feats])[0].numpy()  # (T', V)
+    hyp = decoder.beam(lp)[0]
+    took = time.perf_counter() - started
+    final = Result(True, (hyp,), 0, 0.0, round(end, 3))
+    return Trace([(end + took, final)], took, end), lp
+
+
+@dataclass
+class Timing:
+    """Latencies of one utterance in seconds (None: nothing to measure)."""
+
+    first_partial: float | None
+    final_after_audio: float | None
+    final_after_speech: float | None
+    partial_lags: list[float]
+    final_word_latencies: list[float]
+
+
+def utterance_timing(trace: Trace, speech: tuple[float, float], ref_words: Sequence[Word]) -> Timing:
+    """Latencies of one simulated stream (see the module docstring and the report for definitions)."""
+    shown = trace.displayed()
+    finals = trace.finals
+    last_final = finals[-1][0] if finals else None
+    # A displayed word counts from the first partial whose words up to it equal the last partial's.
+    lags: list[float] = []
+    if shown:
+        last = shown[-1][1]
+        first_seen: list[float] = []
+        for i in range(len(last)):
+            first_seen.append(next(t for t, words in shown if words[: i + 1] == last[: i + 1]))
+        matcher = difflib.SequenceMatcher(None, last, [w.word for w in ref_words], autojunk=False)
+        for block in matcher.get_matching_blocks():
+            lags += [first_seen[block.a + k] - ref_words[block.b + k].end for k in range(block.size)]
+    word_latencies = []
+    for w in ref_words if finals else []:
+        t = next((t for t, r in finals if r.end >= w.end - 1e-6), finals[-1][0])
+        word_latencies.append(t - w.end)
+    return Timing(
+        first_partial=shown[0][0] - speech[0] if shown else None,
+        final_after_audio=None if last_final is None else last_final - trace.audio_seconds,
+        final_after_speech=None if last_final is None else last_final - speech[1],
+        partial_lags=lags,
+        final_word_latencies=word_latencies,
+    )
+
+
+def summarize(values: Iterable[float | None]) -> dict[str, float] | None:
+    """mean / p50 / p90 / n of the values that are not None (None when there are none)."""
+    v = np.array([x for x in values if x is not None], dtype=np.float64)
+    if len(v) == 0:
+        return None
+    p50, p90 = np.percentile(v, [50, 90])
+    return {"mean": round(float(v.mean()), 4), "p50": round(float(p50), 4), "p90": round(float(p90), 4), "n": len(v)}
+
+
+def score(pairs: Iterable[tuple[str, str]]) -> dict[str, float]:
+    """WER/CER of (reference, hypothesis) pairs with :func:`asr.metrics.error_rates`."""
+    c = error_rates(pairs)
+    return {"wer": c.wer, "cer": c.cer, "utterances": c.utterances, "words": c.words}
+
+
+def _load_entries(manifest: str, limit: int | None) -> list[tuple[dict[str, Any], np.ndarray]]:
+    kept = []
+    for e in read_manifest(manifest)[:limit]:
+        try:
+            kept.append((e, load_audio(e["audio_filepath"])))
+        except AudioError as err:
+            log.warning("%s", err)
+    return kept
+
+
+# --------------------------------------------------------------------- bench
+class _Bench:
+    """One run: models, decoders and the report being filled."""
+
+    def __init__(self, config: BenchConfig) -> None:
+        from tqdm import tqdm
+
+        self.config = config
+        self.streaming = load_model(config.streaming_model)
+        self.offline = load_model(config.offline_model)
+        self.lm = load_decoder(config.lm)
+        self.greedy = GreedyFinals(self.lm.vocab)
+        self.rec_lm = Recognizer(self.streaming, self.offline, self.lm)
+        self.rec_greedy = Recognizer(self.streaming, self.offline, self.greedy)
+        n_test = len(read_manifest(config.test_manifest)[: config.test_utts])
+        n_smoke = len(read_manifest(config.smoke_manifest)[: config.smoke_utts]) if config.smoke_manifest else 0
+        n_lat = min(config.latency_utts, n_test)
+        units = 6 * (n_test + n_smoke) + n_lat * (3 * len(config.threads) + len(config.chunks_ms) - 1)
+        units += (min(config.peer_utts, n_test) + n_smoke) if config.peer else 0
+        self.bar = tqdm(total=units, unit="utt", disable=not config.progress, smoothing=0.05)
+
+    def stage(self, name: str) -> None:
+        self.bar.set_description(name)
+
+    def accuracy(self, manifest: str, limit: int | None) -> dict[str, Any]:
+        """Greedy and LM WER/CER of every mode on one set, plus per-utterance rows."""
+        out: dict[str, Any] = {}
+        rows: dict[str, dict[str, list[dict[str, str]]]] = {}
+        for mode, loaded in (("streaming", self.streaming), ("offline", self.offline)):
+            for name, decoder in (("greedy", None), ("lm", self.lm)):
+                result, mode_rows = evaluate_manifest(loaded, manifest, limit=limit, decoder=decoder)
+                out.setdefault(mode, {})[name] = {**score((r["ref"], r["hyp"]) for r in mode_rows)}
+                out[mode][name]["throughput_rtf"] = round(result.rtf, 5)
+                rows.setdefault(mode, {})[name] = mode_rows
+                self.bar.update(result.utterances + result.failed)
+        two_pass: dict[str, list[dict[str, str]]] = {"greedy": [], "lm": []}
+        for e, audio in _load_entries(manifest, limit):
+            ref = normalize_text(str(e["text"]))
+            for name, rec in (("greedy", self.rec_greedy), ("lm", self.rec_lm)):
+                session = rec.stream(SessionConfig(mode="two-pass", interim_results=False, endpoint=self.config.endpoint))
+                hyp = results_text(session.accept_audio(audio) + session.finish())
+                two_pass[name].append({"audio": e["audio_filepath"], "ref": ref, "hyp": hyp})
+            self.bar.update(2)
+        out["two-pass"] = {name: score((r["ref"], r["hyp"]) for r in rs) for name, rs in two_pass.items()}
+        rows["two-pass"] = two_pass
+        return {"scores": out, "rows": rows}
+
+    def latency(self, entries: list[tuple[dict[str, Any], np.ndarray]]) -> dict[str, Any]:
+        """Simulated real-time runs: every mode at the headline chunk and thread count, then the sweep."""
+        cfg = self.config
+        speech = [speech_bounds(a) for _, a in entries]
+        refs = [normalize_text(str(e["text"])) for e, _ in entries]
+        ref_words: list[tuple[Word, ...]] = []
+        runs: dict[str, Any] = {}
+
+        def record(key: str, traces: list[Trace]) -> dict[str, Any]:
+            timings = [utterance_timing(tr, sp, rw) for tr, sp, rw in zip(traces, speech, ref_words, strict=True)]
+            last_partial = [" ".join(tr.displayed()[-1][1]) if tr.displayed() else "" for tr in traces]
+            runs[key] = {
+                "first_partial_s": summarize(t.first_partial for t in timings),
+                "partial_lag_s": summarize(x for t in timings for x in t.partial_lags),
+                "final_after_audio_s": summarize(t.final_after_audio for t in timings),
+                "final_after_speech_s": summarize(t.final_after_speech for t in timings),
+                "final_word_latency_s": summarize(x for t in timings for x in t.final_word_latencies),
+                "rtf": round(sum(t.compute for t in traces) / max(sum(t.audio_seconds for t in traces), 1e-9), 5),
+                "final": score(zip(refs, (tr.final_text() for tr in traces), strict=True)),
+                "partial": score(zip(refs, last_partial, strict=True)),
+            }
+            return runs[key]
+
+        for threads in cfg.threads:
+            torch.set_num_threads(threads)
+            self.stage(f"latency offline {threads}t")
+            traces = []
+            for _, audio in entries:
+                trace, lp = simulate_offline(self.offline, self.lm, audio)
+                traces.append(trace)
+                if len(ref_words) < len(entries):
+                    ref_words.append(self.lm.greedy(lp).words)
+                self.bar.update()
+            record(_run_key("offline", threads), traces)  # the chunk size does not matter offline
+            for mode, chunks in (("two-pass", [HEADLINE_CHUNK_MS]), ("stream", cfg.chunks_ms)):
+                for chunk in chunks if threads == cfg.threads[0] else [HEADLINE_CHUNK_MS]:
+                    self.stage(f"latency {mode} {chunk}ms {threads}t")
+                    session = SessionConfig(mode=mode, endpoint=cfg.endpoint)
+                    traces = []
+                    for _, audio in entries:
+                        traces.append(simulate_session(self.rec_lm, session, audio, chunk))
+                        self.bar.update()
+                    record(_run_key("streaming" if mode == "stream" else mode, threads, chunk), traces)
+        torch.set_num_threads(max(cfg.threads))
+        return runs
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _run_key(mode: str, threads: int, chunk_ms: int = HEADLINE_CHUNK_MS) -> str:
+    return f"{mode}/{threads}t/{chunk_ms}ms"
+
+
+def _size_mb(*paths: Path) -> float:
+    return round(sum(p.stat().st_size for p in paths) / 2**20, 2)
+
+
+def _pocketsphinx_size() -> dict[str, float] | None:
+    try:
+        from pocketsphinx import get_model_path
+    except ImportError:
+        return None
+    root = Path(get_model_path()) / "en-us"
+    files = [p for p in root.rglob("*") if p.is_file()]
+    acoustic = [p for p in files if p.parent.name == "en-us" and p.parent != root]
+    return {"size_mb": _size_mb(*acoustic), "lm_mb": _size_mb(*(set(files) - set(acoustic)))}
+
+
+def _peer(bench: _Bench, config: BenchConfig, peer_n: int) -> dict[str, Any]:
+    """PocketSphinx on the peer subset and the smoke set (it always decodes with its own LM)."""
+    from asr.peer import evaluate_pocketsphinx
+
+    bench.stage("pocketsphinx test")
+    test = evaluate_pocketsphinx(config.test_manifest, limit=peer_n)
+    bench.bar.update(peer_n)
+    subset = {"greedy": None, "lm": {"wer": test.wer, "cer": test.cer, "utterances": test.utterances}}
+    out: dict[str, Any] = {"test": subset, "peer_subset": subset, "smoke": None, "params": None}
+    out |= {"rtf": {"1": round(test.rtf, 5)}, **(_pocketsphinx_size() or {})}
+    if config.smoke_manifest:
+        bench.stage("pocketsphinx smoke")
+        smoke = evaluate_pocketsphinx(config.smoke_manifest, limit=config.smoke_utts)
+        bench.bar.update(smoke.utterances + smoke.failed)
+        out["smoke"] = {"greedy": None, "lm": {"wer": smoke.wer, "cer": smoke.cer, "utterances": smoke.utterances}}
+    return out
+
+
+def _set_info(manifest: str, limit: int | None) -> dict[str, Any]:
+    entries = read_manifest(manifest)[:limit]
+    what = "all" if limit is None or limit >= len(read_manifest(manifest)) else f"first {len(entries)}"
+    return {
+        "manifest": manifest,
+        "utterances": len(entries),
+        "audio_seconds": round(sum(float(e["duration"]) for e in entries), 1),
+        "what": f"{what} utterances",
+    }
+
+
+def run_bench(config: BenchConfig) -> dict[str, Any]:
+    """Measure everything, write OUT/tradeoff.{json,md} and the plots; return the report dict."""
+    started = time.perf_counter()
+    torch.set_num_threads(max(config.threads))
+    bench = _Bench(config)
+    meta = {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "machine": f"{os.cpu_count()} CPU cores ({platform.machine()})",
+        "load_average_at_start": round(os.getloadavg()[0], 2),
+        "torch": torch.__version__,
+        "streaming_model": str(bench.streaming.path),
+        "offline_model": str(bench.offline.path),
+        "lm": str(bench.lm.lm_path) if bench.lm.lm_path else None,
+        "lm_options": asdict(bench.lm.options),
+        "endpoint": asdict(config.endpoint),
+        "threads": list(config.threads),
+        "headline_chunk_ms": HEADLINE_CHUNK_MS,
+    }
+    report: dict[str, Any] = {"meta": meta, "sets": {}, "modes": {}}
+    try:
+        bench.stage("accuracy test")
+        test = bench.accuracy(config.test_manifest, config.test_utts)
+        sets = {"test": _set_info(config.test_manifest, config.test_utts)}
+        smoke = None
+        if config.smoke_manifest:
+            bench.stage("accuracy smoke")
+            smoke = bench.accuracy(config.smoke_manifest, config.smoke_utts)
+            sets["smoke"] = _set_info(config.smoke_manifest, config.smoke_utts)
+        n_test = sets["test"]["utterances"]
+        lat_entries = _load_entries(config.test_manifest, min(config.latency_utts, n_test))
+        sets["latency"] = _set_info(config.test_manifest, len(lat_entries))
+        peer_n = min(config.peer_utts, n_test)
+        sets["peer"] = _set_info(config.test_manifest, peer_n)
+        report["sets"] = sets
+        runs = bench.latency(lat_entries)
+        lm_mb = _size_mb(*(bench.lm.lm_path.parent / n for n in ("lm.bin", "unigrams.txt"))) if bench.lm.lm_path else 0.0
+        for mode, models in (
+            ("streaming", [bench.streaming]),
+            ("two-pass", [bench.streaming, bench.offline]),
+            ("offline", [bench.offline]),
+        ):
+            per_thread = {t: runs[_run_key(mode, t)] for t in config.threads}
+            first = per_thread[config.threads[0]]
+            report["modes"][mode] = {
+                "test": test["scores"][mode],
+                "smoke": smoke["scores"][mode] if smoke else None,
+                "peer_subset": {
+                    k: score((r["ref"], r["hyp"]) for r in rows[:peer_n]) for k, rows in test["rows"][mode].items()
+                },
+                "latency": {k: v for k, v in first.items() if k.endswith("_s")},
+                "latency_subset": {"final": first["final"], "partial": first["partial"]},
+                "rtf": {str(t): r["rtf"] for t, r in per_thread.items()},
+                "params": sum(m.model.num_parameters() for m in models),
+                "size_mb": _size_mb(*(m.path for m in models)),
+                "lm_mb": lm_mb,
+            }
+        offline = report["modes"]["offline"]
+        offline["latency"]["first_partial_s"] = offline["latency"]["partial_lag_s"] = None  # no partials
+        offline["latency_subset"]["partial"] = None
+        report["sweep"] = [{"chunk_ms": c, **runs[_run_key("streaming", config.threads[0], c)]} for c in sorted(config.chunks_ms)]
+        report["lookahead"] = {"measured": False, "why": LOOKAHEAD_NOTE}
+        if config.peer:
+            report["modes"]["pocketsphinx"] = _peer(bench, config, peer_n)
+        bench.stage("plots")
+        config.out.mkdir(parents=True, exist_ok=True)
+        report["plots"] = {
+            "frontier": plot_frontier(report, config.out / "tradeoff_frontier.png"),
+            "rtf": plot_rtf(report, config.out / "rtf.png"),
+            "ctc_alignment": plot_ctc_alignment(
+                _pick_example(lat_entries), [("streaming", bench.streaming), ("offline", bench.offline)],
+                config.out / "ctc_alignment.png",
+            ),
+        }
+    finally:
+        bench.close()
+    meta["wall_seconds"] = round(time.perf_counter() - started, 1)
+    (config.out / "tradeoff.json").write_text(json.dumps(report, indent=1) + "\n")
+    (config.out / "tradeoff.md").write_text(markdown(report))
+    return report
+
+
+# -------------------------------------------------------------------- report
+def _pct(s: dict[str, Any] | None, key: str = "wer") -> str:
+    return "—" if s is None else f"{100 * s[key]:.1f}"
+
+
+def _ms(s: dict[str, float] | None, p90: bool = False) -> str:
+    if s is None:
+        return "—"
+    return f"{1000 * s['mean']:.0f}" + (f" ({1000 * s['p90']:.0f})" if p90 else "")
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def headline_rows(report: dict[str, Any]) -> list[list[str]]:
+    """The headline table's rows (also printed by the CLI)."""
+    rows = []
+    threads = [str(t) for t in report["meta"]["threads"]]
+    for mode, m in report["modes"].items():
+        peer = mode == "pocketsphinx"
+        dagger = "†" if peer else ""
+        smoke = m["smoke"] or {}
+        lat = m.get("latency", {})
+        rows.append(
+            [
+                mode,
+                _pct(m["test"]["greedy"]),
+                _pct(m["test"]["greedy"], "cer"),
+                _pct(m["test"]["lm"]) + dagger,
+                _pct(m["test"]["lm"], "cer") + dagger,
+                f"{_pct(smoke.get('greedy'))} / {_pct(smoke.get('lm'))}",
+                _ms(lat.get("first_partial_s")),
+                _ms(lat.get("final_after_audio_s")),
+                *(f"{m['rtf'][t]:.3f}" if t in m["rtf"] else "—" for t in threads),
+                "—" if m.get("params") is None else f"{m['params'] / 1e6:.2f} M",
+                f"{m.get('size_mb', 0):.1f}",
+                f"{m.get('lm_mb', 0):.1f}",
+            ]
+        )
+    return rows
+
+
+def headline_header(report: dict[str, Any]) -> list[str]:
+    return [
+        "mode", "test WER greedy", "test CER greedy", "test WER LM", "test CER LM", "smoke WER greedy / LM",
+        "first partial (ms)", "final after end of audio (ms)",
+        *(f"RTF {t}t" for t in report["meta"]["threads"]), "params", "model MB", "LM MB",
+    ]  # fmt: skip
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown, with the plots linked relatively."""
+    meta, sets, modes = report["meta"], report["sets"], report["modes"]
+    t0, chunk = meta["threads"][0], meta["headline_chunk_ms"]
+    lat, test = sets["latency"], sets["test"]
+    smoke = sets.get("smoke")
+    lines = [
+        "# Real-time vs full sequence: the trade-off, measured",
+        "",
+        f"`asr bench`, {meta['date']}, {meta['machine']} (load average {meta['load_average_at_start']} at the "
+        f"start), torch {meta['torch']}, {meta['wall_seconds']} s in all. Models: `{meta['streaming_model']}`, "
+        f"`{meta['offline_model']}`; LM: `{meta['lm']}` (alpha {meta['lm_options']['alpha']}, beta "
+        f"{meta['lm_options']['beta']}, beam {meta['lm_options']['beam_width']}). Endpointing: "
+        f"{meta['endpoint']['trailing_silence_ms']} ms of trailing blank.",
+        "",
+        "Sets: "
+        f"**test** = {test['what']} of the held-out-voice test split `{test['manifest']}` "
+        f"({test['utterances']} utterances, {test['audio_seconds'] / 60:.1f} min); "
+        + (f"**smoke** = {smoke['what']} of the real-speech set `{smoke['manifest']}` ({smoke['audio_seconds']:.0f} s); "
+           if smoke else "no smoke set; ")
+        + f"**latency subset** = {lat['what']} of the test split ({lat['audio_seconds'] / 60:.1f} min): latency, "
+        f"RTF and the chunk sweep; **peer subset** = {sets['peer']['what']} of the test split: PocketSphinx (†).",
+        "",
+        "## Headline",
+        "",
+        *_table(headline_header(report), headline_rows(report)),
+        "",
+        f"Latency at {chunk} ms chunks and {t0} thread(s), means over the latency subset. "
+        "† PocketSphinx's test numbers are on the peer subset only (it is slow); it always decodes with its "
+        "own n-gram LM (no greedy column) and is single-threaded. Model MB: fp16 checkpoints on disk "
+        "(two-pass loads both); LM MB: KenLM binary + unigram list.",
+        "",
+        "## How each number is obtained",
+        "",
+        "* **streaming / offline WER, CER**: `asr.evaluate.evaluate_manifest`, i.e. exactly what "
+        "`asr eval --model streaming|offline [--decoder beam]` prints: whole utterance through the model, "
+        "then best path (greedy) or beam search + KenLM (LM). For the uni-LSTM the whole-utterance log-probs "
+        "equal the chunked ones, so this is also what its finals would be without endpointing.",
+        "* **two-pass WER, CER**: each utterance goes through a `StreamingSession` in two-pass mode: the "
+        "uni-LSTM endpoints it (a run of blank steps), and each endpointed piece is decoded by the BiLSTM "
+        "(greedy: best path; LM: beam + KenLM). Pieces are joined; an utterance cut by a pause inside it is "
+        "decoded in pieces.",
+        "* **Clock**: audio is fed in chunks as if in real time. A chunk arrives at the audio time of its "
+        "last sample `t_k`; processing it takes `c_k` (wall clock, measured); its results are available at "
+        "`done_k = max(t_k, done_(k-1)) + c_k`. The client closes the stream at the end of the file; "
+        "`finish()` is timed the same way.",
+        "* **Speech start / end**: 25 ms frames every 10 ms; speech where the frame energy is above "
+        "floor + 0.3 (peak - floor) in dB (floor, peak: 10th, 99th percentile of the file).",
+        "* **First partial**: availability of the first non-empty partial minus speech start.",
+        "* **Final after end of audio**: availability of the last final minus the end of the file (what "
+        "is left to compute once the client closes: backlog, flush, final beam, and for two-pass the BiLSTM; "
+        "offline: features + BiLSTM + beam over the whole utterance). Negative when the endpointer closed "
+        "the utterance in the file's trailing silence. **Final after end of speech** also counts that "
+        "trailing silence (0.05-0.6 s in the test split).",
+        "* **Word end in the audio**: from the BiLSTM's greedy CTC alignment of the whole utterance (a "
+        "word ends one 30 ms step after its last character's last frame).",
+        "* **Partial word lag**: for each word of the last partial transcript that matches a BiLSTM word "
+        "(difflib exact-match blocks), the availability of the first partial whose words up to and including "
+        "it equal the last partial's, minus the BiLSTM word's end.",
+        "* **Final word latency**: for every BiLSTM word, availability of the first final whose audio "
+        "span reaches the word's end, minus the word's end (offline: the single final).",
+        "* **RTF**: processing wall time / audio duration of the simulated real-time runs on the latency "
+        f"subset ({chunk} ms chunks; offline: whole utterances, one at a time), per torch thread count "
+        "(`torch.set_num_threads`). PocketSphinx: `asr.peer.evaluate_pocketsphinx` (decoding time only).",
+        "",
+        f"## Latency ({chunk} ms chunks, {t0} thread(s), latency subset)",
+        "",
+        *_table(
+            ["mode", "first partial", "partial word lag", "final after end of audio", "final after end of speech",
+             "final word latency", "RTF", "final WER", "partial WER"],  # fmt: skip
+            (
+                [mode, _ms(m["latency"]["first_partial_s"], True), _ms(m["latency"]["partial_lag_s"], True),
+                 _ms(m["latency"]["final_after_audio_s"], True), _ms(m["latency"]["final_after_speech_s"], True),
+                 _ms(m["latency"]["final_word_latency_s"], True), f"{m['rtf'][str(t0)]:.3f}",
+                 _pct(m["latency_subset"]["final"]), _pct(m["latency_subset"]["partial"])]  # fmt: skip
+                for mode, m in modes.items()
+                if mode in MODES
+            ),
+        ),
+        "",
+        "Milliseconds: mean (90th percentile). Finals use beam + LM; partials are best path. Two-pass shows "
+        "the same partials as streaming (same model).",
+        "",
+        f"## Chunk-size sweep (streaming, {t0} thread(s), latency subset)",
+        "",
+        *_table(
+            ["chunk (ms)", "first partial", "partial word lag", "final after end of audio", "final word latency",
+             "RTF", "partial WER (greedy)", "final WER (LM)", "final CER (LM)"],  # fmt: skip
+            (
+                [str(s["chunk_ms"]), _ms(s["first_partial_s"], True), _ms(s["partial_lag_s"], True),
+                 _ms(s["final_after_audio_s"], True), _ms(s["final_word_latency_s"], True), f"{s['rtf']:.3f}",
+                 _pct(s["partial"]), _pct(s["final"]), _pct(s["final"], "cer")]  # fmt: skip
+                for s in report["sweep"]
+            ),
+        ),
+        "",
+        "The uni-LSTM has no lookahead and chunked decoding equals whole-utterance decoding, and endpointing "
+        "runs per 30 ms step: the chunk size changes latency and per-call overhead, never the text.",
+        "",
+        f"**Lookahead sweep**: {report['lookahead']['why']}.",
+        "",
+        "## Same subset, side by side with PocketSphinx",
+        "",
+        *_table(
+            ["mode", "WER greedy", "CER greedy", "WER LM", "CER LM", "smoke WER LM", "smoke CER LM", f"RTF {t0}t"],
+            (
+                [mode, _pct(m["peer_subset"]["greedy"]), _pct(m["peer_subset"]["greedy"], "cer"),
+                 _pct(m["peer_subset"]["lm"]), _pct(m["peer_subset"]["lm"], "cer"),
+                 _pct((m["smoke"] or {}).get("lm")), _pct((m["smoke"] or {}).get("lm"), "cer"),
+                 f"{m['rtf'].get(str(t0), m['rtf'].get('1', 0)):.3f}"]  # fmt: skip
+                for mode, m in modes.items()
+            ),
+        ),
+        "",
+        f"WER/CER in %, on the peer subset ({sets['peer']['what']} of the test split) and the smoke set.",
+        "",
+        "## Plots",
+        "",
+        "WER against latency: partials (best path) against the partial word lag, finals (LM) against the "
+        "final word latency, on the latency subset.",
+        "",
+        f"![trade-off frontier]({report['plots']['frontier']})",
+        "",
+        f"![RTF per mode]({report['plots']['rtf']})",
+        "",
+        "Per-step (30 ms) CTC posteriors of one test utterance: blank shaded, the symbols that win a step "
+        "drawn and labelled where their run starts; the collapsed greedy text under each panel.",
+        "",
+        f"![CTC alignment]({report['plots']['ctc_alignment']})",
+        "",
+    ]  # fmt: skip
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------- plots
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_frontier(report: dict[str, Any], path: Path) -> str:
+    """WER (latency subset) against latency: one point per mode and chunk size."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5))
+
+    def point(lat: dict[str, float] | None, s: dict[str, float] | None) -> tuple[float, float] | None:
+        return None if lat is None or s is None else (1000 * lat["mean"], 100 * s["wer"])
+
+    for kind, lat_key, style in (("partial", "partial_lag_s", "o-"), ("final", "final_word_latency_s", "s-")):
+        pts = [(s["chunk_ms"], point(s[lat_key], s[kind])) for s in report["sweep"]]
+        pts = [(c, p) for c, p in pts if p is not None]
+        if pts:
+            label = "streaming partials (best path)" if kind == "partial" else "streaming finals (LM)"
+            ax.plot([p[0] for _, p in pts], [p[1] for _, p in pts], style, label=label)
+            for c, p in pts:
+                ax.annotate(f"{c} ms", p, textcoords="offset points", xytext=(5, 5), fontsize=8)
+    for mode, marker in (("two-pass", "^"), ("offline", "D")):
+        m = report["modes"][mode]
+        p = point(m["latency"]["final_word_latency_s"], m["latency_subset"]["final"])
+        if p is not None:
+            ax.plot(*p, marker, markersize=9, label=f"{mode} finals (LM)")
+    ax.set_xlabel("mean word latency (ms): word end in the audio -> word first shown")
+    ax.set_ylabel("WER (%) on the latency subset")
+    ax.set_title(f"Trade-off frontier ({report['sets']['latency']['what']})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+def plot_rtf(report: dict[str, Any], path: Path) -> str:
+    """Bar chart: real-time factor per mode and thread count."""
+    plt = _pyplot()
+    modes = list(report["modes"])
+    threads = [str(t) for t in report["meta"]["threads"]]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / len(threads)
+    for i, t in enumerate(threads):
+        xs = [j + (i - (len(threads) - 1) / 2) * width for j in range(len(modes))]
+        values = [report["modes"][m]["rtf"].get(t, np.nan) for m in modes]
+        bars = ax.bar(xs, values, width, label=f"{t} thread(s)")
+        ax.bar_label(bars, fmt="%.3f", fontsize=7)
+    ax.set_xticks(range(len(modes)), modes)
+    ax.set_ylabel("real-time factor (lower is faster)")
+    ax.set_title("RTF per mode (PocketSphinx: single-threaded)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+def _pick_example(entries: Sequence[tuple[dict[str, Any], np.ndarray]]) -> tuple[dict[str, Any], np.ndarray]:
+    """The first utterance of 2-4 s (readable in one picture), else the first one."""
+    return next((x for x in entries if 2.0 <= len(x[1]) / SAMPLE_RATE <= 4.0), entries[0])
+
+
+def plot_ctc_alignment(
+    example: tuple[dict[str, Any], np.ndarray], models: Sequence[tuple[str, LoadedModel]], path: Path
+) -> str:
+    """Log-mel and, per model, the per-step posteriors of the winning symbols with the greedy text."""
+    plt = _pyplot()
+    entry, audio = example
+    fig, axes = plt.subplots(
+        1 + len(models), 1, figsize=(12, 2 + 2.6 * len(models)), sharex=True, gridspec_kw={"hspace": 0.55}
+    )
+    mels = log_mel(audio, models[0][1].features)  # (T, M)
+    axes[0].imshow(mels.T.numpy(), origin="lower", aspect="auto", cmap="magma", extent=(0, len(mels) * 0.01, 0, mels.shape[1]))
+    axes[0].set_ylabel("log-mel")
+    axes[0].set_title(f"reference: {normalize_text(str(entry['text']))}", fontsize=9, loc="left")
+    for ax, (name, loaded) in zip(axes[1:], models, strict=True):
+        lp = batch_log_probs(loaded.model, [loaded.normalizer(log_mel(audio, loaded.features))])[0]
+        probs = lp.exp().numpy()  # (T', V)
+        blank, labels = loaded.vocab.blank, loaded.vocab.labels
+        t = (np.arange(len(probs)) + 0.5) * STEP_SECONDS
+        ax.fill_between(t, probs[:, blank], step="mid", color="0.85", label="blank")
+        best = probs.argmax(-1)
+        cmap = plt.get_cmap("tab20")
+        for s in sorted(set(best.tolist()) - {blank}):
+            ax.plot(t, probs[:, s], lw=1, color=cmap(s % 20))
+        previous = -1
+        for i, s in enumerate(best.tolist()):
+            if s != blank and s != previous:
+                ax.annotate("␣" if labels[s] == " " else labels[s], (t[i], probs[i, s]), ha="center",
+                            va="bottom", fontsize=8, color=cmap(s % 20))  # fmt: skip
+            previous = s
+        ax.set_ylim(0, 1.15)
+        ax.set_ylabel(f"{name}\nposterior")
+        ax.legend(loc="upper right", fontsize=7)
+        ax.text(0, -0.2, f"greedy: {Decoder(loaded.vocab).greedy(lp.numpy()).text}", transform=ax.transAxes,
+                fontsize=9, va="top", family="monospace")  # fmt: skip
+    axes[-1].set_xlabel("time (s), one model step = 30 ms", labelpad=18)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path.name

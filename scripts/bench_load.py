@@ -1,0 +1,443 @@
+#!/usr/bin/env python3
+"""Load benchmark of the gRPC server: N concurrent real-time streams against one server process.
+
+    .venv/bin/python scripts/bench_load.py --streams 50 --seconds 60 --mode stream
+
+The server runs in a child process (this script again, with the shipped models, on
+127.0.0.1 and a free port); this process is the client. It keeps ``--streams`` streams
+open at once: each slot streams one utterance paced in real time, half-closes, waits
+for the final and starts the next one, until ``--seconds`` have passed (the slots'
+first streams are spread over ``--ramp`` seconds). The audio is the bundled
+held-out-voice samples (tests/data/samples) unless ``--audio`` names files; each clip
+is cut 100 ms after its last 10 ms frame within 50 dB of its loudest, so that the end
+of the audio is the end of speech.
+
+Measured:
+
+* partial latency: for each partial result, the time from sending the newest chunk
+  it covers to receiving it. A partial covers a chunk when its end time is at least
+  the chunk's end audio time minus 50 ms (COVER_SLACK_S: the features and 3-frame stacking
+  hold back up to ~45 ms of every chunk until the next one arrives). Send times are
+  taken by this script's own pacer as each chunk is handed to gRPC.
+* final latency: end of audio sent (the last chunk) to the final received.
+* server CPU (% of one core, from /proc/PID/stat over the run) and RSS (start, peak,
+  end); client CPU; error status codes; how far the client's pacing fell behind.
+
+Writes reports/load_bench.json and reports/load_bench.md (``--out`` changes the prefix);
+the exit code is 1 if any stream failed.
+Other busy processes on the machine make the numbers meaningless: the report records
+the load average at the start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from asr.client import RecognizerClient, RecognizerError, StreamOptions
+
+from asr.audio import SAMPLE_RATE, float_to_pcm16, load_audio
+from asr.manifest import read_manifest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "tests" / "data" / "samples" / "manifest.jsonl"
+COVER_SLACK_S = 0.05  # (window - hop) + (stack - 1) * hop + one hop of rounding = 15 + 20 + 10 ms
+MODES = ("stream", "two-pass", "offline")
+RETRY_AFTER_S = 1.0  # a slot whose stream failed waits this long before the next one
+_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+# ------------------------------------------------------------------- server side
+def serve_child(threads: int, max_streams: int) -> int:
+    """The child: serve the shipped models on 127.0.0.1:0; print ``PORT n`` once listening."""
+    from asr.server.app import ServerConfig, build_server, run_server
+
+    config = ServerConfig(host="127.0.0.1", port=0, threads=threads, max_streams=max_streams, grace_s=2.0)
+
+    async def main() -> None:
+        handle = build_server(config)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_server(handle, config.grace_s, stop, lambda: print(f"PORT {handle.port}", flush=True))
+
+    asyncio.run(main())
+    return 0
+
+
+def start_server(threads: int, max_streams: int, timeout: float = 300.0) -> tuple[subprocess.Popen[str], int]:
+    """Start the child server and wait for its port."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--server-threads",
+        str(threads),
+        "--max-streams",
+        str(max_streams),
+    ]
+    child = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    found: list[int] = []
+
+    def read() -> None:
+        assert child.stdout is not None
+        for line in child.stdout:
+            if line.startswith("PORT "):
+                found.append(int(line.split()[1]))
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if not found:
+        child.kill()
+        raise RuntimeError(f"the server did not start within {timeout:g} s (exit code {child.poll()})")
+    return child, found[0]
+
+
+def stop_server(child: subprocess.Popen[str]) -> None:
+    child.send_signal(signal.SIGTERM)
+    try:
+        child.wait(30)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
+@dataclass
+class ProcessMonitor:
+    """Samples a process's CPU time and RSS from /proc every ``interval`` seconds."""
+
+    pid: int
+    interval: float = 0.25
+    samples: list[tuple[float, float, int]] = field(default_factory=list)  # (t, cpu s, rss bytes)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def read(self) -> tuple[float, float, int]:
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime (fields 14, 15)
+        rss = int(fields[21]) * _PAGE  # field 24
+        return time.monotonic(), cpu, rss
+
+    def peak_rss(self) -> int:
+        """VmHWM: the process's peak RSS over its whole life (model loading included)."""
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def start(self) -> None:
+        self.samples.append(self.read())
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.samples.append(self.read())
+            except OSError:
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.samples.append(self.read())
+
+    def cpu_percent(self, start: float, end: float) -> float:
+        """Mean CPU (% of one core) between two monotonic times (nearest samples)."""
+        inside = [s for s in self.samples if start - self.interval <= s[0] <= end + self.interval]
+        if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+            return float("nan")
+        return 100 * (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
+
+
+# ------------------------------------------------------------------- client side
+class PacedSource:
+    """PCM16 chunks handed out at audio speed; records when each one was handed to gRPC."""
+
+    live = True  # already paced: the client must not pace it again
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, audio: np.ndarray, chunk_ms: float) -> None:
+        n = max(1, round(SAMPLE_RATE * chunk_ms / 1000))
+        pcm = float_to_pcm16(audio)
+        self.chunks = [pcm[i : i + 2 * n] for i in range(0, len(pcm), 2 * n)]
+        self.ends = np.cumsum([len(c) / 2 / SAMPLE_RATE for c in self.chunks])  # audio end of each chunk
+        self.sent: list[float] = []  # monotonic send time of each chunk
+        self.lag: list[float] = []  # send time - schedule (> 0: the client fell behind)
+
+    def __iter__(self) -> Iterator[bytes]:
+        start = time.monotonic()
+        for chunk, end in zip(self.chunks, self.ends, strict=True):
+            due = start + end  # a chunk leaves when its audio would have ended live
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            now = time.monotonic()
+            self.sent.append(now)
+            self.lag.append(now - due)
+            yield chunk
+
+
+@dataclass
+class StreamRecord:
+    audio_seconds: float
+    status: str = "OK"
+    partial_ms: list[float] = field(default_factory=list)
+    final_ms: float | None = None
+    lag_ms: list[float] = field(default_factory=list)
+    finals: int = 0
+
+
+def run_stream(client: RecognizerClient, audio: np.ndarray, mode: str, chunk_ms: float) -> StreamRecord:
+    """One paced stream of one utterance; latencies from the client's own clock."""
+    source = PacedSource(audio, chunk_ms)
+    record = StreamRecord(audio_seconds=len(audio) / SAMPLE_RATE)
+    arrivals: list[tuple[float, bool, float]] = []  # (arrival, is_final, result end)
+    options = StreamOptions(model=mode, interim_results=mode != "offline")
+    try:
+        for event in client.stream(source, options, timeout=record.audio_seconds + 60):
+            if event.has_result:
+                arrivals.append((time.monotonic(), event.is_final, event.end))
+    except RecognizerError as e:
+        record.status = e.code.name
+    except Exception as e:  # noqa: BLE001 - counted, not fatal: the benchmark goes on
+        record.status = f"client:{type(e).__name__}"
+    sent = np.array(source.sent)
+    ends = source.ends[: len(sent)]
+    for arrival, is_final, end in arrivals:
+        if is_final:
+            record.finals += 1
+            if len(sent) == len(source.chunks) and arrival >= sent[-1]:
+                record.final_ms = 1000 * (arrival - sent[-1])  # the last one wins
+            continue
+        # The newest chunk this partial covers (and that had been sent when it arrived).
+        covered = np.nonzero((ends <= end + COVER_SLACK_S) & (sent <= arrival))[0]
+        if len(covered):
+            record.partial_ms.append(1000 * (arrival - sent[covered[-1]]))
+    record.lag_ms = [1000 * x for x in source.lag]
+    return record
+
+
+def trim_trailing_silence(audio: np.ndarray, keep_s: float = 0.1, floor_db: float = -50.0) -> np.ndarray:
+    """Cut the audio ``keep_s`` after its last 10 ms frame within ``floor_db`` of the loudest."""
+    hop = SAMPLE_RATE // 100
+    frames = audio[: len(audio) // hop * hop].reshape(-1, hop)  # (T, 160)
+    rms = np.sqrt(np.mean(frames**2, axis=1) + 1e-12)
+    loud = np.nonzero(rms >= rms.max() * 10 ** (floor_db / 20))[0]
+    if len(loud) == 0:
+        return audio
+    return audio[: min(len(audio), (int(loud[-1]) + 1) * hop + round(keep_s * SAMPLE_RATE))]
+
+
+def load_clips(paths: list[str]) -> list[np.ndarray]:
+    """The utterances, 16 kHz, ending 100 ms after their speech (so end of audio is end of speech)."""
+    if not paths:
+        paths = [str(SAMPLES.parent / e["audio_filepath"]) for e in read_manifest(SAMPLES)]
+    return [trim_trailing_silence(load_audio(p, SAMPLE_RATE)) for p in paths]
+
+
+def run_load(
+    port: int, clips: list[np.ndarray], streams: int, seconds: float, ramp: float, mode: str, chunk_ms: float
+) -> tuple[list[StreamRecord], float, float, dict[str, float]]:
+    """Keep ``streams`` slots busy for ``seconds``; returns (records, start, end, server stats)."""
+    records: list[StreamRecord] = []
+    lock = threading.Lock()
+    with RecognizerClient(f"127.0.0.1:{port}") as client:
+        start = time.monotonic()
+        deadline = start + seconds
+
+        def slot(i: int) -> None:
+            time.sleep(ramp * i / streams)
+            k = i
+            while time.monotonic() < deadline:
+                record = run_stream(client, clips[k % len(clips)], mode, chunk_ms)
+                k += 1
+                with lock:
+                    records.append(record)
+                if record.status != "OK":
+                    time.sleep(RETRY_AFTER_S)  # a refused client backs off instead of spinning
+
+        threads = [threading.Thread(target=slot, args=(i,), daemon=True) for i in range(streams)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        end = time.monotonic()
+        s = client.stats()
+        server = {
+            "total_streams": s.total_streams,
+            "errors": s.errors,
+            "audio_seconds": round(s.audio_seconds, 1),
+            "compute_seconds": round(s.compute_seconds, 1),
+            "partial_latency_p50_ms": round(s.partial_latency_p50_ms, 1),
+            "partial_latency_p95_ms": round(s.partial_latency_p95_ms, 1),
+            "last_batch_size": s.last_batch_size,
+        }
+    return records, start, end, server
+
+
+def quantiles(values: list[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"n": 0, "p50": None, "p95": None, "max": None}
+    v = np.asarray(values)
+    return {
+        "n": len(v),
+        "p50": round(float(np.percentile(v, 50)), 1),
+        "p95": round(float(np.percentile(v, 95)), 1),
+        "max": round(float(v.max()), 1),
+    }
+
+
+def write_report(report: dict[str, Any], out: Path) -> str:
+    """Write ``out``.json and ``out``.md; returns the markdown."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    p, f, cpu, rss = report["partial_ms"], report["final_ms"], report["server_cpu"], report["server_rss_mb"]
+    lag = report["client_send_lag_ms"]
+    lines = [
+        "# Streaming load benchmark",
+        "",
+        f"`scripts/bench_load.py`: {report['streams']} concurrent real-time streams, mode "
+        f"`{report['mode']}`, {report['chunk_ms']} ms chunks, {report['seconds']} s; server in its own "
+        f"process; {report['machine']}, load average {report['load_average_at_start']} at the start.",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| streams completed / failed | {report['streams_ok']} / {report['streams_failed']} |",
+        f"| status codes | {report['status_codes']} |",
+        f"| audio streamed | {report['audio_seconds']} s |",
+        f"| partial latency p50 / p95 / max | {p['p50']} / {p['p95']} / {p['max']} ms ({p['n']} partials) |",
+        f"| final latency p50 / p95 / max | {f['p50']} / {f['p95']} / {f['max']} ms ({f['n']} finals; "
+        f"{report['streams_without_final']} streams had theirs before the end of audio) |",
+        f"| server CPU, whole run / steady | {cpu['mean_percent']} / {cpu['steady_percent']} % of one core |",
+        f"| server RSS start / peak / end | {rss['start']} / {rss['peak']} / {rss['end']} MB "
+        f"(lifetime peak {rss['lifetime_peak']}) |",
+        f"| client CPU | {report['client_cpu_percent']} % of one core |",
+        f"| client send lag p95 / max | {lag['p95']} / {lag['max']} ms |",
+        "",
+        "Partial latency: for each partial, from sending the newest chunk it covers "
+        f"(result end >= chunk end - {COVER_SLACK_S * 1000:g} ms) to receiving it. Final latency: "
+        "from sending the last chunk (end of audio) to receiving the final. Steady CPU excludes the ramp.",
+    ]
+    text = "\n".join(lines) + "\n"
+    out.with_suffix(".md").write_text(text)
+    return text
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--streams", type=int, default=50, help="concurrent streams (default 50)")
+    parser.add_argument(
+        "--seconds", type=float, default=60.0, help="start streams for this long (default 60)"
+    )
+    parser.add_argument(
+        "--ramp", type=float, default=2.0, help="seconds over which the slots start (default 2)"
+    )
+    parser.add_argument(
+        "--mode", choices=MODES, default="stream", help="model of every stream (default stream)"
+    )
+    parser.add_argument("--chunk-ms", type=float, default=100.0, help="audio per message (default 100)")
+    parser.add_argument("--audio", nargs="+", default=[], metavar="FILE", help="utterances to stream "
+                        "(default: the bundled samples in tests/data/samples)")  # fmt: skip
+    parser.add_argument(
+        "--server-threads", type=int, default=0, help="server torch threads (0: torch default)"
+    )
+    parser.add_argument("--max-streams", type=int, default=256, help="the server's stream cap (default 256)")
+    parser.add_argument("--out", default="reports/load_bench", help="report path prefix")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return serve_child(args.server_threads, args.max_streams)
+    if not (1 <= args.streams <= 1000 and 0 < args.seconds <= 3600 and args.chunk_ms > 0 and args.ramp >= 0):
+        parser.error("expected 1 <= --streams <= 1000, 0 < --seconds <= 3600, --chunk-ms > 0, --ramp >= 0")
+
+    clips = load_clips(args.audio)
+    load_average = round(os.getloadavg()[0], 2)
+    print(f"starting the server (load average {load_average}) ...", flush=True)
+    child, port = start_server(args.server_threads, args.max_streams)
+    monitor = ProcessMonitor(child.pid)
+    try:
+        monitor.start()
+        rss_start = monitor.samples[0][2]
+        print(
+            f"server pid {child.pid} on port {port}; {args.streams} streams for {args.seconds:g} s",
+            flush=True,
+        )
+        cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+        records, start, end, server_stats = run_load(
+            port, clips, args.streams, args.seconds, args.ramp, args.mode, args.chunk_ms
+        )
+        cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+        monitor.stop()
+        lifetime_peak = monitor.peak_rss()
+    finally:
+        stop_server(child)
+
+    wall = end - start
+    client_cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
+    codes = Counter(r.status for r in records)
+    steady_end = start + args.seconds
+    mb = 1 / 2**20
+    report: dict[str, Any] = {
+        "machine": f"{os.cpu_count()} CPU cores",
+        "load_average_at_start": load_average,
+        "streams": args.streams,
+        "seconds": args.seconds,
+        "mode": args.mode,
+        "chunk_ms": args.chunk_ms,
+        "server_threads": args.server_threads,
+        "wall_seconds": round(wall, 1),
+        "streams_ok": codes.get("OK", 0),
+        "streams_failed": sum(n for c, n in codes.items() if c != "OK"),
+        "status_codes": dict(codes),
+        "audio_seconds": round(sum(r.audio_seconds for r in records), 1),
+        "partial_ms": quantiles([x for r in records for x in r.partial_ms]),
+        "final_ms": quantiles([r.final_ms for r in records if r.final_ms is not None]),
+        "streams_without_final": sum(1 for r in records if r.status == "OK" and r.final_ms is None),
+        "server_cpu": {
+            "mean_percent": round(monitor.cpu_percent(start, end), 1),
+            "steady_percent": round(monitor.cpu_percent(start + args.ramp, steady_end), 1),
+        },
+        "server_rss_mb": {
+            "start": round(rss_start * mb, 1),
+            "peak": round(max(s[2] for s in monitor.samples) * mb, 1),
+            "end": round(monitor.samples[-1][2] * mb, 1),
+            "lifetime_peak": round(lifetime_peak * mb, 1),
+        },
+        "client_cpu_percent": round(100 * client_cpu / wall, 1),
+        "client_send_lag_ms": quantiles([x for r in records for x in r.lag_ms]),
+        "server_stats": server_stats,
+    }
+    out = ROOT / args.out
+    text = write_report(report, out)
+    print(text, end="")
+    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+    return 0 if report["streams_failed"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
