@@ -9,12 +9,15 @@
             print(result.is_final, result.text)
     session.finish()
 
-Long files are read block by block and segmented at endpoints, so memory stays
+In offline mode a file of up to a minute goes through the BiLSTM whole and is segmented
+at the BiLSTM's own blank runs (:mod:`asr.offline`; no streaming pass). Longer files are
+read block by block and segmented at the streaming model's endpoints, so memory stays
 bounded whatever the file's length; result times are global.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -25,14 +28,16 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from asr.audio import SAMPLE_RATE, AudioError, load_audio
+from asr.audio import SAMPLE_RATE, AudioError, load_audio, resample
 from asr.checkpoint import MODELS_DIR, LoadedModel, load_model
 from asr.decoding import Decoder, DecoderOptions
+from asr.offline import OfflineBatchRecognizer
 from asr.streaming import Result, SessionConfig, StreamingSession
 
 log = logging.getLogger(__name__)
 
 BLOCK_SECONDS = 10.0
+DIRECT_SECONDS = 60.0  # offline mode: files up to this long go through the BiLSTM whole
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,16 @@ class Recognizer:
         self.streaming = streaming
         self.offline = offline
         self.decoder = decoder
+        self._direct: OfflineBatchRecognizer | None = None
+
+    def offline_batch(self, jobs: int = 1) -> OfflineBatchRecognizer:
+        """Batched whole-array BiLSTM + beam search (``jobs`` beam worker processes).
+
+        Close it (or use ``with``) when ``jobs > 1``, to stop the workers.
+        """
+        if self.offline is None:
+            raise ValueError("expected an offline model for batched offline recognition; none loaded")
+        return OfflineBatchRecognizer(self.offline.model, self.offline.normalizer, self.decoder, jobs)
 
     @classmethod
     def load(
@@ -123,6 +138,16 @@ class Recognizer:
             rate = sample_rate
         else:
             blocks, rate = _file_blocks(audio)
+        if mode == "offline" and self.offline is not None:
+            first = next(blocks, np.zeros(0, np.float32))
+            rest = next(blocks, None)
+            if rest is None and len(first) <= DIRECT_SECONDS * rate:
+                audio16 = resample(first, rate, SAMPLE_RATE) if rate != SAMPLE_RATE else first
+                if self._direct is None:
+                    self._direct = self.offline_batch(jobs=1)
+                results = self._direct.transcribe([audio16], replace(base, sample_rate=SAMPLE_RATE))[0]
+                return Transcript(results=tuple(results), duration=len(first) / rate)
+            blocks = itertools.chain([first], [rest] if rest is not None else [], blocks)
         session = self.stream(replace(base, mode=mode, sample_rate=rate, interim_results=False))
         results: list[Result] = []
         samples = 0
@@ -131,6 +156,22 @@ class Recognizer:
             results.extend(r for r in session.accept_audio(block) if r.is_final)
         results.extend(r for r in session.finish() if r.is_final)
         return Transcript(results=tuple(results), duration=samples / rate)
+
+
+def load_short(path: str | os.PathLike[str]) -> np.ndarray | None:
+    """A file of at most DIRECT_SECONDS as 16 kHz mono float32, or None when it is longer.
+
+    Raises:
+        AudioError: missing, empty, truncated or not audio.
+    """
+    try:
+        info = sf.info(str(path))
+    except Exception:  # noqa: BLE001 - let load_audio produce the precise AudioError
+        load_audio(path)
+        raise AudioError(f"{path}: not a readable audio file") from None
+    if info.frames > info.samplerate * DIRECT_SECONDS:
+        return None
+    return load_audio(path, SAMPLE_RATE)
 
 
 def _file_blocks(path: str | os.PathLike[str]) -> tuple[Iterator[np.ndarray], int]:
@@ -155,7 +196,9 @@ def _file_blocks(path: str | os.PathLike[str]) -> tuple[Iterator[np.ndarray], in
                     # As load_audio does: keep what decoded before a corrupt or cut tail.
                     reason = getattr(e, "error_string", "") or e
                     if decoded == 0:
-                        raise AudioError(f"{path}: cannot decode audio, truncated or corrupt ({reason})") from e
+                        raise AudioError(
+                            f"{path}: cannot decode audio, truncated or corrupt ({reason})"
+                        ) from e
                     log.warning(
                         "%s: decoding failed after %.1f s (%s); keeping the audio decoded so far",
                         path,

@@ -107,7 +107,9 @@ def _read_frames(snd: sf.SoundFile, name: str, max_frames: int | None = None) ->
             block = snd.read(_READ_BLOCK, dtype="float32", always_2d=True)  # (n, channels)
         except (sf.SoundFileError, RuntimeError, OSError, EOFError) as exc:
             if decoded == 0:
-                raise AudioError(f"{name}: cannot decode audio, truncated or corrupt ({_reason(exc)})") from exc
+                raise AudioError(
+                    f"{name}: cannot decode audio, truncated or corrupt ({_reason(exc)})"
+                ) from exc
             logger.warning(
                 "%s: decoding failed after %d frames (%s); keeping the frames decoded so far",
                 name,

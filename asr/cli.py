@@ -262,7 +262,14 @@ def _transcribe(args: argparse.Namespace) -> int:
         ),
     )
     report = transcribe_files(
-        recognizer, args.files, args.mode, args.format, args.output_dir, config, progress=not args.quiet
+        recognizer,
+        args.files,
+        args.mode,
+        args.format,
+        args.output_dir,
+        config,
+        progress=not args.quiet,
+        jobs=args.jobs,
     )
     rtf = report.seconds / max(report.audio_seconds, 1e-9)
     print(
@@ -305,6 +312,13 @@ def _add_transcribe(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--trailing-silence-ms", type=int, default=600, help="silence that ends an utterance")
     p.add_argument("--max-utterance-ms", type=int, default=20000, help="longest utterance before a cut")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="offline mode: beam-search worker processes; with more than one, batch k is "
+        "decoded while the model runs on batch k+1 (2 suits a 2-core machine with --threads 1)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_transcribe)
 
@@ -520,18 +534,26 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--quick", action="store_true", help="60 test utterances, 30 for PocketSphinx, 2 chunk sizes")
+    p.add_argument(
+        "--quick", action="store_true", help="60 test utterances, 30 for PocketSphinx, 2 chunk sizes"
+    )
     p.add_argument("--limit", type=int, default=None, help="cap every set and subset at N utterances")
     p.add_argument("--out", default="reports", help="output folder")
     p.add_argument("--test-manifest", default="data/corpus/test.jsonl", help="held-out-voice test split")
     p.add_argument(
-        "--smoke-manifest", default=None, help="real-speech smoke set (default: data/smoke_real or data/smoke)"
+        "--smoke-manifest",
+        default=None,
+        help="real-speech smoke set (default: data/smoke_real or data/smoke)",
     )
     p.add_argument("--no-smoke", action="store_true", help="skip the smoke set")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts for RTF")
-    p.add_argument("--chunks-ms", type=int, nargs="+", default=None, help="chunk sizes to sweep (must include 120)")
+    p.add_argument(
+        "--chunks-ms", type=int, nargs="+", default=None, help="chunk sizes to sweep (must include 120)"
+    )
     p.add_argument("--latency-utts", type=int, default=None, help="test utterances for latency (default 100)")
-    p.add_argument("--peer-utts", type=int, default=None, help="test utterances for PocketSphinx (default 100)")
+    p.add_argument(
+        "--peer-utts", type=int, default=None, help="test utterances for PocketSphinx (default 100)"
+    )
     p.add_argument("--no-peer", action="store_true", help="skip PocketSphinx")
     p.add_argument("--streaming-model", default="streaming", help="streaming model name or path")
     p.add_argument("--offline-model", default="offline", help="offline model name or path")

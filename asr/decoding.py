@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -122,6 +123,21 @@ class Decoder:
             unigrams=self._unigrams,
             alpha=options.alpha,
             beta=options.beta,
+        )
+
+    def spec(self) -> dict[str, Any]:
+        """What :meth:`from_spec` needs to build an equal decoder (e.g. in a worker process)."""
+        return {
+            "labels": list(self.vocab.labels),
+            "lm_path": str(self.lm_path) if self.lm_path else None,
+            "unigrams": self._unigrams,
+            "options": asdict(self.options),
+        }
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> Decoder:
+        return cls(
+            Vocabulary(spec["labels"]), spec["lm_path"], spec["unigrams"], DecoderOptions(**spec["options"])
         )
 
     @property

@@ -86,6 +86,8 @@ class SessionConfig:
             raise ValueError(f"expected partial_decoder 'greedy' or 'beam', got {self.partial_decoder!r}")
         if not 1 <= self.n_best <= 32:
             raise ValueError(f"expected n_best in 1..32, got {self.n_best}")
+        if self.hotword_weight is not None and not math.isfinite(self.hotword_weight):
+            raise ValueError(f"expected a finite hotword_weight, got {self.hotword_weight}")
 
 
 class EventType(StrEnum):

@@ -14,13 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from asr.api import Recognizer, Transcript
-from asr.audio import AudioError
+import numpy as np
+
+from asr.api import Recognizer, Transcript, load_short
+from asr.audio import SAMPLE_RATE, AudioError
 from asr.streaming import SessionConfig
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("txt", "json", "srt", "vtt")
+BATCH_SECONDS = 120.0  # audio per batched BiLSTM forward in offline mode
 
 
 def _timestamp(seconds: float, sep: str) -> str:
@@ -119,8 +122,15 @@ def transcribe_files(
     config: SessionConfig | None = None,
     progress: bool = True,
     write: Any = print,
+    jobs: int = 1,
+    batch_seconds: float = BATCH_SECONDS,
 ) -> BatchReport:
-    """Transcribe files one by one; failures are collected, not raised.
+    """Transcribe files; failures are collected, not raised.
+
+    In offline mode, files of up to a minute are batched: one BiLSTM forward per batch
+    of about ``batch_seconds`` of audio, with beam search in ``jobs`` worker processes
+    while the next batch runs through the model. Longer files (and the other modes) go
+    one by one through a streaming session, in bounded memory. Output order is input order.
 
     With ``output_dir``, each file's result goes to ``DIR/<stem>.<fmt>``; otherwise it is
     passed to ``write`` (stdout by default), preceded by the file name when several.
@@ -134,18 +144,12 @@ def transcribe_files(
     out_dir = Path(output_dir) if output_dir else None
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
+    base = config or SessionConfig()
     report = BatchReport([], [], 0.0, 0.0)
     started = time.perf_counter()
-    bar = tqdm(paths, desc="transcribe", unit="file", disable=not progress)
-    for path in bar:
-        path = str(path)
-        bar.set_postfix_str(Path(path).name[:30])
-        try:
-            transcript = recognizer.transcribe(path, mode=mode, config=config)
-        except (AudioError, ValueError, OSError) as e:
-            log.error("%s", e)
-            report.failed.append((path, str(e)))
-            continue
+    bar = tqdm(total=len(paths), desc="transcribe", unit="file", disable=not progress)
+
+    def emit(path: str, transcript: Transcript) -> None:
         report.audio_seconds += transcript.duration
         text = render(transcript, fmt, path)
         if out_dir:
@@ -155,5 +159,53 @@ def transcribe_files(
                 write(f"== {path}")
             write(text.rstrip("\n"))
         report.done.append(path)
+        bar.update()
+
+    def fail(path: str, error: Exception) -> None:
+        log.error("%s", error)
+        report.failed.append((path, str(error)))
+        bar.update()
+
+    batched = mode == "offline" and recognizer.offline is not None
+    batcher = recognizer.offline_batch(jobs) if batched else None
+    group: list[tuple[str, np.ndarray]] = []  # loaded, waiting for the model
+    queued: list[tuple[list[tuple[str, np.ndarray]], list[Any]]] = []  # in the beam workers
+
+    def drain(keep: int) -> None:
+        while len(queued) > keep:
+            items, pending = queued.pop(0)
+            for (path, audio), results in zip(items, batcher.collect(pending), strict=True):  # type: ignore[union-attr]
+                emit(path, Transcript(results=tuple(results), duration=len(audio) / SAMPLE_RATE))
+
+    def run_group() -> None:
+        if group:
+            queued.append((list(group), batcher.submit([a for _, a in group], base)))  # type: ignore[union-attr]
+            group.clear()
+            drain(keep=1)  # decode batch k while the model runs on batch k + 1
+
+    try:
+        for p in paths:
+            path = str(p)
+            bar.set_postfix_str(Path(path).name[:30])
+            try:
+                audio = load_short(path) if batched else None
+                if audio is not None:
+                    group.append((path, audio))
+                    if sum(len(a) for _, a in group) >= batch_seconds * SAMPLE_RATE:
+                        run_group()
+                    continue
+                run_group()
+                drain(keep=0)  # keep the output in input order
+                transcript = recognizer.transcribe(path, mode=mode, config=config)
+            except (AudioError, ValueError, OSError) as e:
+                fail(path, e)
+                continue
+            emit(path, transcript)
+        run_group()
+        drain(keep=0)
+    finally:
+        if batcher is not None:
+            batcher.close()
+        bar.close()
     report.seconds = time.perf_counter() - started
     return report

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -89,6 +90,8 @@ def session_config(
     boost = None
     for context in config.speech_contexts:
         hotwords += [p.strip().lower() for p in context.phrases if p.strip()]
+        if not math.isfinite(context.boost):  # inf/NaN would wreck every beam score
+            raise RequestError(f"speech_contexts boost must be a finite number, got {context.boost}")
         if context.boost:
             boost = float(context.boost)
     ep = config.endpointing
@@ -304,7 +307,9 @@ class RecognizerService(asr_pb2_grpc.RecognizerServicer):
         started = time.perf_counter()
         try:
             config = session_config(request.config, offline_available=self.recognizer.offline is not None)
-            samples = AudioDecoder(request.config.encoding)(request.audio_content, self.limits.max_stream_seconds)
+            samples = AudioDecoder(request.config.encoding)(
+                request.audio_content, self.limits.max_stream_seconds
+            )
             if len(samples) / config.sample_rate > self.limits.max_stream_seconds:
                 raise RequestError(
                     f"audio longer than the {self.limits.max_stream_seconds:g} s maximum",

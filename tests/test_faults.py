@@ -15,6 +15,7 @@ import json
 import logging
 import queue
 import re
+import select
 import shutil
 import signal
 import struct
@@ -62,7 +63,9 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         model = CTCModel(tiny_config(bidirectional)).eval()
         if not bidirectional:
             _blank_biased(model, blank_share=0.5)
-        ckpt = checkpoint.make_checkpoint(model, Vocabulary(), FeatureConfig(), Normalizer.identity(80), {}, {})
+        ckpt = checkpoint.make_checkpoint(
+            model, Vocabulary(), FeatureConfig(), Normalizer.identity(80), {}, {}
+        )
         checkpoint.save(ckpt, folder / name)
         paths.append(folder / name)
     return paths[0], paths[1]
@@ -114,6 +117,12 @@ def stream_status(stub: asr_pb2_grpc.RecognizerStub, requests: list[Request]) ->
     except grpc.RpcError as e:
         return e.code(), e.details() or ""
     return grpc.StatusCode.OK, ""
+
+
+def boosted_config(boost: float) -> Request:
+    request = config_request()
+    request.streaming_config.config.speech_contexts.add(phrases=["hello"], boost=boost)
+    return request
 
 
 def wav_bytes(audio: np.ndarray, rate: int = 16000, declared_rate: int | None = None) -> bytes:
@@ -174,6 +183,7 @@ def test_client_killed_mid_stream(client: RecognizerClient, server: RunningServe
     )
     try:
         assert child.stdout is not None
+        assert select.select([child.stdout], [], [], 60)[0], "the child got no response"
         assert child.stdout.readline().strip() == "response"  # mid-stream: results are flowing
         assert client.stats().active_streams == 1
     finally:
@@ -223,7 +233,9 @@ def test_silent_client_hits_the_idle_timeout(stub: asr_pb2_grpc.RecognizerStub) 
 @pytest.mark.parametrize(
     ("requests", "words"),
     [
-        pytest.param([config_request(rate=0)], "sample_rate_hertz must be in 8000..192000, got 0", id="rate-0"),
+        pytest.param(
+            [config_request(rate=0)], "sample_rate_hertz must be in 8000..192000, got 0", id="rate-0"
+        ),
         pytest.param([config_request(rate=10**7)], "got 10000000", id="rate-10M"),
         pytest.param(
             [config_request(encoding=asr_pb2.FLAC), Request(audio_content=b"fLaC" + bytes(range(256)) * 4)],
@@ -231,15 +243,23 @@ def test_silent_client_hits_the_idle_timeout(stub: asr_pb2_grpc.RecognizerStub) 
             id="garbage-flac",
         ),
         pytest.param(
-            [config_request(encoding=asr_pb2.WAV), Request(audio_content=b"RIFF\x24\0\0\0WAVEfmt " + b"\xff" * 40)],
+            [
+                config_request(encoding=asr_pb2.WAV),
+                Request(audio_content=b"RIFF\x24\0\0\0WAVEfmt " + b"\xff" * 40),
+            ],
             "could not decode WAV bytes",
             id="garbage-wav-header",
         ),
         pytest.param(
-            [config_request(encoding=asr_pb2.WAV), Request(audio_content=wav_bytes(noise(0.1), declared_rate=1))],
+            [
+                config_request(encoding=asr_pb2.WAV),
+                Request(audio_content=wav_bytes(noise(0.1), declared_rate=1)),
+            ],
             "sample rate 1 Hz is outside 8000..192000",
             id="wav-declaring-1-hz",
         ),
+        pytest.param([boosted_config(float("inf"))], "boost must be a finite number", id="boost-inf"),
+        pytest.param([boosted_config(float("nan"))], "boost must be a finite number", id="boost-nan"),
         pytest.param(
             [config_request(), *audio_requests(b"\0\0" * 1600), config_request()],
             "only be sent once",
@@ -323,12 +343,16 @@ def test_the_declared_rate_is_trusted(stub: asr_pb2_grpc.RecognizerStub, declare
     config = asr_pb2.RecognitionConfig(encoding=asr_pb2.LINEAR16, sample_rate_hertz=declared, model="stream")
     response = stub.Recognize(asr_pb2.RecognizeRequest(config=config, audio_content=pcm))
     assert response.audio_duration == pytest.approx(32000 / declared)
-    streamed = finals(list(stub.StreamingRecognize(iter([config_request(rate=declared), *audio_requests(pcm)]))))
+    streamed = finals(
+        list(stub.StreamingRecognize(iter([config_request(rate=declared), *audio_requests(pcm)])))
+    )
     assert all(end <= 32000 / declared + 1e-6 for _, _, end, _ in streamed)
 
 
 # ---------------------------------------------------------- SIGTERM under load
-def start_server_process(model_files: tuple[Path, Path], grace: float) -> tuple[subprocess.Popen[str], int, list[str]]:
+def start_server_process(
+    model_files: tuple[Path, Path], grace: float
+) -> tuple[subprocess.Popen[str], int, list[str]]:
     """``asr serve`` on a free port; returns the process, its port and its stderr lines so far."""
     stream, offline = model_files
     process = subprocess.Popen(
@@ -418,7 +442,9 @@ def self_signed_cert(folder: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def tls_server(recognizer: Recognizer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+def tls_server(
+    recognizer: Recognizer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[int, Path]]:
     key, cert = self_signed_cert(tmp_path_factory.mktemp("tls"))
     config = ServerConfig(
         host="127.0.0.1", port=0, grace_s=0.5, tls_cert=str(cert), tls_key=str(key), tokens=[TOKEN]
@@ -455,9 +481,7 @@ def test_tls_and_token_refuse_strangers(
                 call()
             assert info.value.code == grpc.StatusCode.UNAVAILABLE
     # Tokens, right or wrong, never reach the logs (Python logging or grpc's own stderr).
-    records = "\n".join(
-        f"{r.getMessage()} {r.args!r} {r.exc_text or ''}" for r in caplog.records
-    )
+    records = "\n".join(f"{r.getMessage()} {r.args!r} {r.exc_text or ''}" for r in caplog.records)
     assert "unauthenticated call to /asr.v1.Recognizer/ListModels" in records  # the refusals were logged
     captured = capfd.readouterr()
     for text in (records, captured.out, captured.err):
@@ -501,5 +525,10 @@ def test_batch_of_broken_files(
     for name in ("corrupt.wav", "cut.flac", "empty.wav", "notes.txt", "subfolder"):
         assert f"FAILED {folder / name}: " in err
     assert "damaged-long.flac: decoding failed after" in caplog.text
-    assert sorted(p.name for p in out.iterdir()) == ["damaged-long.json", "good1.json", "good2.json", "hour.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "damaged-long.json",
+        "good1.json",
+        "good2.json",
+        "hour.json",
+    ]
     assert json.loads((out / "hour.json").read_text())["duration"] == pytest.approx(3600.0)

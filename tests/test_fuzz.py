@@ -33,7 +33,7 @@ import soundfile as sf
 from asr.server.batcher import StreamBatcher
 from asr.server.metrics import Metrics
 from asr.server.servicer import AudioDecoder, Limits, RecognizerService, RequestError, session_config
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from asr.api import Recognizer
@@ -57,7 +57,11 @@ def budget(name: str) -> Callable[[F], F]:
     return settings(
         max_examples=share,
         deadline=None,  # CPU-starved machines; hangs are caught by HANG_S instead
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.large_base_example,
+        ],
     )
 
 
@@ -118,7 +122,9 @@ def speech_contexts() -> st.SearchStrategy[list[asr_pb2.SpeechContext]]:
     return st.lists(
         st.builds(
             asr_pb2.SpeechContext,
-            phrases=st.lists(st.text(max_size=16) | st.sampled_from(["hello", "ok go", " ", "é€😀"]), max_size=3),
+            phrases=st.lists(
+                st.text(max_size=16) | st.sampled_from(["hello", "ok go", " ", "é€😀"]), max_size=3
+            ),
             boost=st.floats(width=32),  # NaN and inf included
         ),
         max_size=2,
@@ -314,9 +320,22 @@ def test_load_audio_file(scratch: Path, data: bytes, suffix: str) -> None:
     check_samples(samples)
 
 
+def _boosted(boost: float) -> list[asr_pb2.StreamingRecognizeRequest | bytes]:
+    config = asr_pb2.RecognitionConfig(encoding=asr_pb2.LINEAR16, sample_rate_hertz=8000)
+    config.speech_contexts.add(boost=boost)
+    first = asr_pb2.StreamingRecognizeRequest(
+        streaming_config=asr_pb2.StreamingRecognitionConfig(config=config)
+    )
+    return [first, asr_pb2.StreamingRecognizeRequest(audio_content=pcm_noise(4000))]
+
+
 @budget("stream")
 @given(SEQUENCES)
-def test_streaming_recognize(recognizer: Recognizer, messages: list[asr_pb2.StreamingRecognizeRequest | bytes]) -> None:
+@example(_boosted(float("inf")))  # found by the 10,000-input run: beam search crashed (UNKNOWN)
+@example(_boosted(float("nan")))
+def test_streaming_recognize(
+    recognizer: Recognizer, messages: list[asr_pb2.StreamingRecognizeRequest | bytes]
+) -> None:
     async def call(service: RecognizerService) -> list[asr_pb2.StreamingRecognizeResponse]:
         async def requests() -> AsyncIterator[asr_pb2.StreamingRecognizeRequest]:
             for m in messages:

@@ -45,8 +45,13 @@ def test_lr_schedule() -> None:
 
 def test_lr_anneal_ramps_to_floor() -> None:
     config = TrainConfig(
-        out_dir="x", train_manifests=[], lr=1e-3, warmup_steps=10, lr_half_life=10**9,
-        max_steps=1000, anneal_steps=200,
+        out_dir="x",
+        train_manifests=[],
+        lr=1e-3,
+        warmup_steps=10,
+        lr_half_life=10**9,
+        max_steps=1000,
+        anneal_steps=200,
     )
     assert abs(lr_at(799, config) - 1e-3) < 1e-9  # before the anneal: the plain schedule
     assert abs(lr_at(900, config) - (config.min_lr + (1e-3 - config.min_lr) / 2)) < 1e-9

@@ -1,0 +1,205 @@
+"""Whole-file offline recognition, batched across files.
+
+The streaming path (:class:`asr.streaming.StreamingSession`) runs the uni-LSTM to find
+endpoints and only then the BiLSTM. For files that fit in memory that first pass is
+wasted work, so batch transcription does this instead:
+
+1. log-mel of each whole file, normalised for the offline model;
+2. one padded BiLSTM forward for a batch of files (exact per-file lengths);
+3. segments where the BiLSTM's own best path has a blank run as long as the endpoint's
+   trailing silence (and at the maximum utterance length), each padded a little;
+4. beam search + LM per segment, in worker processes when ``jobs > 1`` (pyctcdecode is
+   pure Python, so threads would not help); the main process meanwhile runs the next
+   batch through the model.
+
+Results have the same shape as a streaming session's finals, with global times.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from asr.decoding import STEP_SECONDS, Decoder, Hypothesis
+from asr.evaluate import batch_log_probs
+from asr.features import Normalizer, log_mel
+from asr.model import CTCModel
+from asr.streaming import EventType, Result, SessionConfig
+
+log = logging.getLogger(__name__)
+
+PAD_STEPS = 5  # steps (150 ms) of context kept either side of a segment's speech
+BATCH_FRAMES = 60_000  # 10 ms frames per BiLSTM batch (10 minutes of audio)
+
+
+def speech_segments(
+    log_probs: np.ndarray, blank: int, gap_steps: int, max_steps: int, pad_steps: int = PAD_STEPS
+) -> list[tuple[int, int]]:
+    """``[start, end)`` step ranges of speech in a CTC output.
+
+    A segment ends where the best path holds ``gap_steps`` or more blank steps in a row,
+    or once it is ``max_steps`` long. Each is widened by ``pad_steps`` either side without
+    overlapping its neighbours. No non-blank step: no segments.
+    """
+    if len(log_probs) == 0:
+        return []
+    speech = np.flatnonzero(np.asarray(log_probs).argmax(-1) != blank)
+    if len(speech) == 0:
+        return []
+    cores: list[tuple[int, int]] = []
+    start = previous = int(speech[0])
+    for t in speech[1:].tolist():
+        if t - previous - 1 >= gap_steps or t - start >= max_steps:
+            cores.append((start, previous + 1))
+            start = t
+        previous = t
+    cores.append((start, previous + 1))
+    total = len(log_probs)
+    segments: list[tuple[int, int]] = []
+    for i, (a, b) in enumerate(cores):
+        lo = max(a - pad_steps, segments[-1][1] if segments else 0)
+        hi = min(b + pad_steps, cores[i + 1][0] if i + 1 < len(cores) else total)
+        segments.append((lo, hi))
+    return segments
+
+
+# ------------------------------------------------------------------ beam workers
+_WORKER_DECODER: Decoder | None = None
+
+
+def _init_worker(spec: dict[str, Any]) -> None:
+    global _WORKER_DECODER
+    torch.set_num_threads(1)
+    _WORKER_DECODER = Decoder.from_spec(spec)
+
+
+def _beam_job(lp: np.ndarray, config: SessionConfig, offset: float) -> list[Hypothesis]:
+    assert _WORKER_DECODER is not None, "worker not initialised"
+    return _WORKER_DECODER.beam(lp, config.hotwords, config.hotword_weight, config.n_best, offset)
+
+
+class _Done:
+    """A finished value with the Future interface (the in-process path)."""
+
+    def __init__(self, value: list[Hypothesis]) -> None:
+        self._value = value
+
+    def result(self) -> list[Hypothesis]:
+        return self._value
+
+
+@dataclass
+class OfflineBatchRecognizer:
+    """Batched BiLSTM + beam search over whole arrays (see the module docstring).
+
+    Args:
+        model, normalizer: the offline (bidirectional) model and its normaliser.
+        decoder: beam search + LM.
+        jobs: beam-search worker processes (1: decode in this process).
+    """
+
+    model: CTCModel
+    normalizer: Normalizer
+    decoder: Decoder
+    jobs: int = 1
+
+    def __post_init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+        if self.jobs > 1:
+            self._pool = ProcessPoolExecutor(
+                self.jobs,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(self.decoder.spec(),),
+            )
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> OfflineBatchRecognizer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _submit(self, lp: np.ndarray, config: SessionConfig, offset: float) -> Future[Any] | _Done:
+        if self._pool is None:
+            return _Done(self.decoder.beam(lp, config.hotwords, config.hotword_weight, config.n_best, offset))
+        return self._pool.submit(_beam_job, lp, config, offset)
+
+    def log_probs(self, audios: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """BiLSTM log-probs ``(T', V)`` per 16 kHz array, batched by length."""
+        feats = [self.normalizer(log_mel(a)) for a in audios]
+        out: list[np.ndarray] = [np.zeros((0, self.model.config.vocab_size), np.float32)] * len(feats)
+        order = sorted(range(len(feats)), key=lambda i: len(feats[i]))
+        batch: list[int] = []
+
+        def run() -> None:
+            usable = [i for i in batch if len(feats[i]) >= self.model.config.stack]
+            if usable:
+                with torch.inference_mode():
+                    lps = batch_log_probs(self.model, [feats[i] for i in usable])
+                for i, lp in zip(usable, lps, strict=True):
+                    out[i] = lp.numpy()
+            batch.clear()
+
+        for i in order:
+            if batch and (len(batch) + 1) * len(feats[i]) > BATCH_FRAMES:
+                run()
+            batch.append(i)
+        if batch:
+            run()
+        return out
+
+    def submit(self, audios: Sequence[np.ndarray], config: SessionConfig = SessionConfig()) -> list[Any]:
+        """Run the model now and queue the beam searches; :meth:`collect` gives the finals.
+
+        Between the two calls the caller can run the model on the next batch while the
+        workers decode this one.
+        """
+        blank = self.decoder.vocab.blank
+        gap = max(1, round(config.endpoint.trailing_silence_ms / 1000 / STEP_SECONDS))
+        longest = max(1, round(config.endpoint.max_utterance_ms / 1000 / STEP_SECONDS))
+        pending: list[Any] = []
+        for lp in self.log_probs(audios):
+            segments = speech_segments(lp, blank, gap, longest)
+            if config.single_utterance:
+                segments = segments[:1]
+            pending.append([(a, b, self._submit(lp[a:b], config, a * STEP_SECONDS)) for a, b in segments])
+        return pending
+
+    @staticmethod
+    def collect(pending: list[Any]) -> list[list[Result]]:
+        """Finals per array of a :meth:`submit` call, in order."""
+        results: list[list[Result]] = []
+        for jobs in pending:
+            results.append(
+                [
+                    Result(
+                        is_final=True,
+                        alternatives=tuple(future.result()),
+                        utterance_index=index,
+                        start=round(a * STEP_SECONDS, 3),
+                        end=round(b * STEP_SECONDS, 3),
+                        stability=1.0,
+                        events=(EventType.SPEECH_END,),
+                    )
+                    for index, (a, b, future) in enumerate(jobs)
+                ]
+            )
+        return results
+
+    def transcribe(
+        self, audios: Sequence[np.ndarray], config: SessionConfig = SessionConfig()
+    ) -> list[list[Result]]:
+        """Finals per 16 kHz mono float32 array, in order."""
+        return self.collect(self.submit(audios, config))
