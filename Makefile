@@ -12,7 +12,7 @@ APT_CORPUS  := espeak-ng sox libsox-fmt-all flite festival festvox-kallpc16k fes
                festvox-us-slt-hts festlex-cmu fortunes fortunes-min bible-kjv bible-kjv-text \
                wordnet-base jargon-text pocketsphinx-testdata alsa-utils
 
-.PHONY: setup demo test corpus-deps corpus train-streaming train-offline lint clean
+.PHONY: setup demo test corpus-deps corpus train-streaming train-offline lint clean fuzz soak
 
 $(BIN)/python:
 	scripts/apt-install.sh $(APT_BUILD)
@@ -39,6 +39,12 @@ corpus-deps: setup
 # Rebuild the training corpus (resumable; ~30 min for 50 h on 2 cores).
 corpus: corpus-deps
 	$(BIN)/asr corpus build --hours 50 --out data/corpus
+
+fuzz: setup
+	FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest -q tests/test_fuzz.py --hypothesis-show-statistics
+
+soak: setup
+	$(BIN)/python scripts/soak.py --streams 200 --seconds 600
 
 lint:
 	$(BIN)/ruff check asr server client tests
