@@ -17,6 +17,8 @@ import logging
 import math
 import os
 import platform
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -189,6 +191,9 @@ class Trainer:
         self.best_cer = math.inf
         self.history: list[dict[str, Any]] = []
         self._session_start = time.time()
+        self._sigterm = False
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_sigterm)
         self.warm_start_step: int | None = None
         resume = self.out / "last.pt"
         if resume.exists():
@@ -198,6 +203,9 @@ class Trainer:
         else:
             self.normalizer = fit_normalizer_stats(self.train_data, seed=config.seed).normalizer()
         self.summary = data_summary(self.train_data)
+
+    def _on_sigterm(self, signum: int, frame: object) -> None:
+        self._sigterm = True  # finish the step, evaluate, save, exit
 
     # ----------------------------------------------------------------- state
     def _resume_state(self) -> dict[str, Any]:
@@ -363,6 +371,9 @@ class Trainer:
             if config.max_wall_minutes and (time.time() - self._session_start) / 60 > config.max_wall_minutes:
                 log.info("wall-clock budget reached at step %d; saving", self.step)
                 break
+            if self._stop_requested():
+                log.info("stop requested (SIGTERM or %s) at step %d; saving", self.out / "STOP", self.step)
+                break
         if (
             self.dev_data is not None
             and self.rank == 0
@@ -370,6 +381,15 @@ class Trainer:
         ):
             self._eval_and_keep_best()
         self.save_resume()
+
+    def _stop_requested(self) -> bool:
+        """SIGTERM, or a file named STOP in the run folder (checked every log_every steps)."""
+        if self._sigterm:
+            return True
+        if self.step % self.config.log_every == 0 and (self.out / "STOP").exists():
+            (self.out / "STOP").unlink(missing_ok=True)
+            return True
+        return False
 
     def _eval_and_keep_best(self) -> None:
         metrics = self.evaluate()

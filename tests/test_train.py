@@ -82,6 +82,17 @@ def test_resume_is_exact(tmp_path: Path, tiny_manifest: Path) -> None:
         torch.testing.assert_close(a, b, atol=0, rtol=0, msg=name)
 
 
+def test_stop_file_ends_the_run_with_eval_and_save(tmp_path: Path, tiny_manifest: Path) -> None:
+    trainer = Trainer(_config(tmp_path, tiny_manifest, "stopped", 50))
+    (trainer.out / "STOP").touch()
+    trainer.train()
+    assert trainer.step == 1  # checked every log_every (= 1) steps
+    assert not (trainer.out / "STOP").exists()
+    assert "dev_cer" in trainer.history[-1]
+    assert (trainer.out / "last.pt").exists() and (trainer.out / "best.pt").exists()
+    assert Trainer(_config(tmp_path, tiny_manifest, "stopped", 50)).step == 1  # resumes there
+
+
 def test_best_checkpoint_is_shippable(tmp_path: Path, tiny_manifest: Path) -> None:
     best = run_training(_config(tmp_path, tiny_manifest, "ship", 3))
     loaded = checkpoint.load_model(best)
