@@ -44,6 +44,14 @@ def _corpus_librispeech(args: argparse.Namespace) -> int:
     return 0
 
 
+def _corpus_clean(args: argparse.Namespace) -> int:
+    from asr.manifest import clean_subset
+
+    n, hours = clean_subset(args.manifest, args.out, args.min_snr)
+    print(f"{n} clean utterances ({hours:.2f} h) -> {args.out}")
+    return 0
+
+
 def _add_corpus(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     corpus = sub.add_parser(
         "corpus",
@@ -95,6 +103,20 @@ def _add_corpus(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     libri.add_argument("root", help="folder to scan (recursively)")
     libri.add_argument("--out", required=True, help="manifest to write")
     libri.set_defaults(func=_corpus_librispeech)
+    clean = csub.add_parser(
+        "clean-subset",
+        help="write the clean part of a manifest (the streaming model's warm-up curriculum)",
+        description=(
+            "Keep utterances without reverb, babble or telephone band whose added noise (if any) is "
+            "at --min-snr dB or more. A uni-LSTM started on the full augmented corpus can sit on the "
+            "CTC all-blank plateau; starting it on this subset avoids that (see models/streaming/MODEL_CARD.md)."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    clean.add_argument("manifest", help="corpus manifest, e.g. data/corpus/train.jsonl")
+    clean.add_argument("--out", required=True, help="manifest to write, e.g. data/corpus/train-clean.jsonl")
+    clean.add_argument("--min-snr", type=float, default=15.0, help="lowest added-noise SNR kept (dB)")
+    clean.set_defaults(func=_corpus_clean)
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ moved as a whole.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -63,6 +64,30 @@ def write_manifest(path: str | os.PathLike[str], entries: Iterable[dict[str, Any
 
 def total_hours(entries: Iterable[dict[str, Any]]) -> float:
     return sum(float(e["duration"]) for e in entries) / 3600.0
+
+
+HARSH_AUGMENTS = ("reverb_rt60", "babble_snr", "telephone")
+
+
+def is_clean(entry: dict[str, Any], min_snr: float = 15.0) -> bool:
+    """No reverb, babble or telephone band, and added noise (if any) at ``min_snr`` dB or more."""
+    augment = entry.get("augment") or {}
+    if any(key in augment for key in HARSH_AUGMENTS):
+        return False
+    return float(augment.get("snr", math.inf)) >= min_snr
+
+
+def clean_subset(
+    manifest: str | os.PathLike[str], out: str | os.PathLike[str], min_snr: float = 15.0
+) -> tuple[int, float]:
+    """Write the clean part of a corpus manifest (the streaming model's warm-up curriculum).
+
+    Paths stay relative when ``out`` is in the manifest's folder. Returns (utterances, hours).
+    """
+    same_folder = Path(out).resolve().parent == Path(manifest).resolve().parent
+    entries = [e for e in read_manifest(manifest, resolve=not same_folder) if is_clean(e, min_snr)]
+    write_manifest(out, entries)
+    return len(entries), total_hours(entries)
 
 
 def librispeech_entries(root: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -4,25 +4,40 @@
 # Resumable: re-run the same command; each run continues exactly from data/runs/<kind>/last.pt,
 # or, on a fresh machine (no last.pt), warm-starts from the shipped models/<kind>/model.pt.
 # A fresh machine first needs the corpus: make corpus (about 30 min).
-#   scripts/train-models.sh [MAX_MINUTES]
+#   scripts/train-models.sh [MAX_MINUTES] [STREAMING_STEPS] [OFFLINE_STEPS] [ANNEAL_STEPS]
+# To stop early but cleanly (final dev eval + save): touch data/runs/<kind>/STOP, or SIGTERM.
 # Logs: data/logs/train-{streaming,offline}.log. Progress: data/runs/<kind>/log.jsonl.
+#
+# Recipe (what the shipped models went through, see models/*/MODEL_CARD.md):
+# - streaming: the uni-LSTM sits on the CTC all-blank plateau when started on the fully
+#   augmented corpus, so it starts on the clean subset (asr corpus clean-subset), then
+#   trains on the full corpus plus the clean subset again (clean utterances twice as often)
+#   at peak lr 5e-4;
+# - offline: the BiLSTM trains on the full corpus at peak lr 1.5e-3;
+# - both end with a linear anneal of the lr to its floor over the last ANNEAL_STEPS steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 minutes=${1:-0}
+streaming_steps=${2:-40000}
+offline_steps=${3:-40000}
+anneal=${4:-3000}
 mkdir -p data/logs
-common=(--train data/corpus/train.jsonl --dev data/corpus/dev.jsonl --steps 40000
-        --batch-frames 12000 --threads 1 --eval-every 500 --save-every 200 --max-minutes "$minutes")
+[ -f data/corpus/train-clean.jsonl ] ||
+  .venv/bin/asr corpus clean-subset data/corpus/train.jsonl --out data/corpus/train-clean.jsonl
+common=(--dev data/corpus/dev.jsonl --batch-frames 12000 --threads 1 --eval-every 500
+        --save-every 200 --max-minutes "$minutes" --anneal-steps "$anneal")
 # Cache features once (both cores), so the two jobs don't race on the cache.
 .venv/bin/python -c "
 from asr.data import load_feature_set
-for m in ('data/corpus/train.jsonl', 'data/corpus/dev.jsonl'):
+for m in ('data/corpus/train.jsonl', 'data/corpus/train-clean.jsonl', 'data/corpus/dev.jsonl'):
     load_feature_set(m, jobs=2)
 "
 export OMP_NUM_THREADS=1
 # A new machine has no data/runs/*/last.pt: continue from the shipped checkpoints instead.
 init() { [ -f "models/$1/model.pt" ] && echo "--init-from models/$1/model.pt"; }
-nohup .venv/bin/asr train --kind streaming --out data/runs/streaming "${common[@]}" --lr 5e-4 $(init streaming) \
-  >> data/logs/train-streaming.log 2>&1 &
-nohup .venv/bin/asr train --kind offline --out data/runs/offline "${common[@]}" $(init offline) \
-  >> data/logs/train-offline.log 2>&1 &
+nohup .venv/bin/asr train --kind streaming --out data/runs/streaming \
+  --train data/corpus/train.jsonl data/corpus/train-clean.jsonl "${common[@]}" \
+  --steps "$streaming_steps" --lr 5e-4 $(init streaming) >> data/logs/train-streaming.log 2>&1 &
+nohup .venv/bin/asr train --kind offline --out data/runs/offline --train data/corpus/train.jsonl \
+  "${common[@]}" --steps "$offline_steps" $(init offline) >> data/logs/train-offline.log 2>&1 &
 echo "training in the background: tail -f data/logs/train-{streaming,offline}.log"

@@ -482,3 +482,24 @@ def test_tiny_build_end_to_end_and_resume(tmp_path: Path) -> None:
     assert again["audio_hours_this_run"] == 0
     assert again["splits"] == summary["splits"]
     assert {split: read_manifest(tmp_path / f"{split}.jsonl") for split in SPLITS} == manifests
+
+
+def test_clean_subset_keeps_mild_augmentation_only(tmp_path: Path) -> None:
+    from asr.manifest import clean_subset, is_clean, read_manifest
+
+    base = {"duration": 1.0, "text": "a"}
+    entries = [
+        {**base, "audio_filepath": "a.wav", "augment": {"gain_db": 1.0}},
+        {**base, "audio_filepath": "b.wav", "augment": {"noise": "white", "snr": 20.0}},
+        {**base, "audio_filepath": "c.wav", "augment": {"noise": "pink", "snr": 9.0}},
+        {**base, "audio_filepath": "d.wav", "augment": {"reverb_rt60": 0.4}},
+        {**base, "audio_filepath": "e.wav", "augment": {"babble_snr": 18.0}},
+        {**base, "audio_filepath": "f.wav", "augment": {"telephone": True}},
+        {**base, "audio_filepath": "g.wav"},
+    ]
+    assert [is_clean(e) for e in entries] == [True, True, False, False, False, False, True]
+    src = tmp_path / "train.jsonl"
+    src.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    assert clean_subset(src, tmp_path / "clean.jsonl") == (3, 3 / 3600)
+    kept = read_manifest(tmp_path / "clean.jsonl", resolve=False)
+    assert [e["audio_filepath"] for e in kept] == ["a.wav", "b.wav", "g.wav"]  # still relative
