@@ -14,13 +14,12 @@ Latency is simulated on the audio clock: chunk ``k`` arrives at the audio time o
 last sample, ``t_k``; the session needs ``c_k`` seconds (wall clock) for it, and results
 of that chunk are available at ``done_k = max(t_k, done_{k-1}) + c_k`` (a backlog carries
 over when the machine falls behind). The client half-closes at the end of the file.
-Speech start and end come from an energy detector; a word's end in the audio comes from
-the BiLSTM's greedy CTC alignment of the whole utterance.
+Speech start and end come from an energy detector; a reference word's end in the audio
+comes from a CTC forced alignment of the reference text to the BiLSTM's posteriors.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import os
@@ -37,13 +36,13 @@ import torch
 from asr.api import Recognizer, load_decoder
 from asr.audio import SAMPLE_RATE, AudioError, load_audio
 from asr.checkpoint import MODELS_DIR, LoadedModel, load_model
-from asr.decoding import STEP_SECONDS, Decoder, Hypothesis, Word
+from asr.decoding import STEP_SECONDS, Decoder, Hypothesis
 from asr.evaluate import batch_log_probs, evaluate_manifest
 from asr.features import log_mel
 from asr.manifest import read_manifest
 from asr.metrics import error_rates
 from asr.streaming import EndpointConfig, Result, SessionConfig, results_text
-from asr.text import normalize_text
+from asr.text import Vocabulary, normalize_text
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +113,7 @@ def default_smoke_manifest() -> str | None:
 class GreedyFinals(Decoder):
     """Best-path finals in a session (the 'greedy' column of two-pass), no beam search."""
 
-    def beam(  # type: ignore[override]
+    def beam(
         self,
         log_probs: np.ndarray,
         hotwords: Sequence[str] | None = None,
@@ -170,7 +169,9 @@ class Trace:
         return shown
 
 
-def simulate_session(recognizer: Recognizer, config: SessionConfig, audio: np.ndarray, chunk_ms: int) -> Trace:
+def simulate_session(
+    recognizer: Recognizer, config: SessionConfig, audio: np.ndarray, chunk_ms: int
+) -> Trace:
     """Feed ``audio`` in ``chunk_ms`` chunks as if in real time, timing every call."""
     session = recognizer.stream(config)
     step = max(1, round(SAMPLE_RATE * chunk_ms / 1000))
@@ -204,6 +205,69 @@ def simulate_offline(loaded: LoadedModel, decoder: Decoder, audio: np.ndarray) -
     return Trace([(end + took, final)], took, end), lp
 
 
+RefWord = tuple[str, float]  # (word, end in seconds)
+LAG_WINDOW_S = (-0.5, 2.0)  # a partial word is matched to a reference word this far from its end
+
+
+def forced_word_ends(log_probs: np.ndarray, text: str, vocab: Vocabulary) -> list[RefWord] | None:
+    """CTC Viterbi alignment of the reference ``text`` to ``(T', V)`` log-probs.
+
+    Returns:
+        (word, end) per word, the end one step after the frame of its last character;
+        None when the utterance has fewer steps than the text needs.
+    """
+    targets = vocab.encode(text)
+    steps = len(log_probs)
+    if not targets:
+        return []
+    ext = np.full(2 * len(targets) + 1, vocab.blank)
+    ext[1::2] = targets  # blank, c1, blank, c2, ..., blank
+    skip = np.zeros(len(ext), bool)
+    skip[2:] = (ext[2:] != vocab.blank) & (ext[2:] != ext[:-2])
+    neg = -1e30
+    alpha = np.full(len(ext), neg)
+    alpha[:2] = log_probs[0, ext[:2]]
+    back = np.zeros((steps, len(ext)), np.int8)  # 0: stay, 1: from s-1, 2: from s-2
+    for t in range(1, steps):
+        prev1 = np.concatenate([[neg], alpha[:-1]])
+        prev2 = np.where(skip, np.concatenate([[neg, neg], alpha[:-2]]), neg)
+        cands = np.stack([alpha, prev1, prev2])  # (3, S)
+        back[t] = cands.argmax(0)
+        alpha = cands.max(0) + log_probs[t, ext]
+    s = len(ext) - 1 if alpha[-1] >= alpha[-2] else len(ext) - 2
+    if alpha[s] < neg / 2:
+        return None
+    last_frame = np.zeros(len(ext), int)
+    for t in range(steps - 1, -1, -1):
+        last_frame[s] = max(last_frame[s], t)
+        s -= int(back[t, s])
+    ends, position = [], 0
+    for word in text.split(" "):
+        position += len(word)
+        ends.append((word, round((last_frame[2 * position - 1] + 1) * STEP_SECONDS, 3)))
+        position += 1  # the space
+    return ends
+
+
+def match_lags(words: Sequence[str], shown_at: Sequence[float], ref: Sequence[RefWord]) -> list[float]:
+    """Lag of each displayed word behind the end of the same reference word.
+
+    Words are matched in order (monotonic), to the nearest unused reference word with the
+    same spelling whose end is within :data:`LAG_WINDOW_S` of the time the word was shown.
+    """
+    lags, start = [], 0
+    for word, t in zip(words, shown_at, strict=True):
+        cands = [
+            j for j in range(start, len(ref))
+            if ref[j][0] == word and LAG_WINDOW_S[0] <= t - ref[j][1] <= LAG_WINDOW_S[1]
+        ]  # fmt: skip
+        if cands:
+            j = min(cands, key=lambda j: abs(t - ref[j][1]))
+            lags.append(t - ref[j][1])
+            start = j + 1
+    return lags
+
+
 @dataclass
 class Timing:
     """Latencies of one utterance in seconds (None: nothing to measure)."""
@@ -215,25 +279,23 @@ class Timing:
     final_word_latencies: list[float]
 
 
-def utterance_timing(trace: Trace, speech: tuple[float, float], ref_words: Sequence[Word]) -> Timing:
+def utterance_timing(trace: Trace, speech: tuple[float, float], ref_words: Sequence[RefWord]) -> Timing:
     """Latencies of one simulated stream (see the module docstring and the report for definitions)."""
     shown = trace.displayed()
     finals = trace.finals
     last_final = finals[-1][0] if finals else None
-    # A displayed word counts from the first partial whose words up to it equal the last partial's.
     lags: list[float] = []
     if shown:
+        # A displayed word counts from the first partial whose words up to it equal the last partial's.
         last = shown[-1][1]
-        first_seen: list[float] = []
-        for i in range(len(last)):
-            first_seen.append(next(t for t, words in shown if words[: i + 1] == last[: i + 1]))
-        matcher = difflib.SequenceMatcher(None, last, [w.word for w in ref_words], autojunk=False)
-        for block in matcher.get_matching_blocks():
-            lags += [first_seen[block.a + k] - ref_words[block.b + k].end for k in range(block.size)]
+        shown_at = [
+            next(t for t, words in shown if words[: i + 1] == last[: i + 1]) for i in range(len(last))
+        ]
+        lags = match_lags(last, shown_at, ref_words)
     word_latencies = []
-    for w in ref_words if finals else []:
-        t = next((t for t, r in finals if r.end >= w.end - 1e-6), finals[-1][0])
-        word_latencies.append(t - w.end)
+    for _, end in ref_words if finals else []:
+        t = next((t for t, r in finals if r.end >= end - 1e-6), finals[-1][0])
+        word_latencies.append(t - end)
     return Timing(
         first_partial=shown[0][0] - speech[0] if shown else None,
         final_after_audio=None if last_final is None else last_final - trace.audio_seconds,
@@ -249,7 +311,12 @@ def summarize(values: Iterable[float | None]) -> dict[str, float] | None:
     if len(v) == 0:
         return None
     p50, p90 = np.percentile(v, [50, 90])
-    return {"mean": round(float(v.mean()), 4), "p50": round(float(p50), 4), "p90": round(float(p90), 4), "n": len(v)}
+    return {
+        "mean": round(float(v.mean()), 4),
+        "p50": round(float(p50), 4),
+        "p90": round(float(p90), 4),
+        "n": len(v),
+    }
 
 
 def score(pairs: Iterable[tuple[str, str]]) -> dict[str, float]:
@@ -283,13 +350,25 @@ class _Bench:
         self.rec_lm = Recognizer(self.streaming, self.offline, self.lm)
         self.rec_greedy = Recognizer(self.streaming, self.offline, self.greedy)
         n_test = len(read_manifest(config.test_manifest)[: config.test_utts])
-        n_smoke = len(read_manifest(config.smoke_manifest)[: config.smoke_utts]) if config.smoke_manifest else 0
+        n_smoke = (
+            len(read_manifest(config.smoke_manifest)[: config.smoke_utts]) if config.smoke_manifest else 0
+        )
         n_lat = min(config.latency_utts, n_test)
         units = 6 * (n_test + n_smoke) + n_lat * (3 * len(config.threads) + len(config.chunks_ms) - 1)
         units += (min(config.peer_utts, n_test) + n_smoke) if config.peer else 0
+        self.stage_seconds: dict[str, float] = {}
+        self._stage: str | None = None
+        self._since = time.perf_counter()
         self.bar = tqdm(total=units, unit="utt", disable=not config.progress, smoothing=0.05)
 
     def stage(self, name: str) -> None:
+        """Start a named stage (progress bar label); the previous one's wall time is recorded."""
+        now = time.perf_counter()
+        if self._stage is not None:
+            self.stage_seconds[self._stage] = round(
+                self.stage_seconds.get(self._stage, 0) + now - self._since, 1
+            )
+        self._stage, self._since = name, now
         self.bar.set_description(name)
 
     def accuracy(self, manifest: str, limit: int | None) -> dict[str, Any]:
@@ -307,7 +386,9 @@ class _Bench:
         for e, audio in _load_entries(manifest, limit):
             ref = normalize_text(str(e["text"]))
             for name, rec in (("greedy", self.rec_greedy), ("lm", self.rec_lm)):
-                session = rec.stream(SessionConfig(mode="two-pass", interim_results=False, endpoint=self.config.endpoint))
+                session = rec.stream(
+                    SessionConfig(mode="two-pass", interim_results=False, endpoint=self.config.endpoint)
+                )
                 hyp = results_text(session.accept_audio(audio) + session.finish())
                 two_pass[name].append({"audio": e["audio_filepath"], "ref": ref, "hyp": hyp})
             self.bar.update(2)
@@ -320,11 +401,13 @@ class _Bench:
         cfg = self.config
         speech = [speech_bounds(a) for _, a in entries]
         refs = [normalize_text(str(e["text"])) for e, _ in entries]
-        ref_words: list[tuple[Word, ...]] = []
+        ref_words: list[list[RefWord]] = []
         runs: dict[str, Any] = {}
 
         def record(key: str, traces: list[Trace]) -> dict[str, Any]:
-            timings = [utterance_timing(tr, sp, rw) for tr, sp, rw in zip(traces, speech, ref_words, strict=True)]
+            timings = [
+                utterance_timing(tr, sp, rw) for tr, sp, rw in zip(traces, speech, ref_words, strict=True)
+            ]
             last_partial = [" ".join(tr.displayed()[-1][1]) if tr.displayed() else "" for tr in traces]
             runs[key] = {
                 "first_partial_s": summarize(t.first_partial for t in timings),
@@ -332,7 +415,9 @@ class _Bench:
                 "final_after_audio_s": summarize(t.final_after_audio for t in timings),
                 "final_after_speech_s": summarize(t.final_after_speech for t in timings),
                 "final_word_latency_s": summarize(x for t in timings for x in t.final_word_latencies),
-                "rtf": round(sum(t.compute for t in traces) / max(sum(t.audio_seconds for t in traces), 1e-9), 5),
+                "rtf": round(
+                    sum(t.compute for t in traces) / max(sum(t.audio_seconds for t in traces), 1e-9), 5
+                ),
                 "final": score(zip(refs, (tr.final_text() for tr in traces), strict=True)),
                 "partial": score(zip(refs, last_partial, strict=True)),
             }
@@ -346,7 +431,7 @@ class _Bench:
                 trace, lp = simulate_offline(self.offline, self.lm, audio)
                 traces.append(trace)
                 if len(ref_words) < len(entries):
-                    ref_words.append(self.lm.greedy(lp).words)
+                    ref_words.append(forced_word_ends(lp, refs[len(ref_words)], self.offline.vocab) or [])
                 self.bar.update()
             record(_run_key("offline", threads), traces)  # the chunk size does not matter offline
             for mode, chunks in (("two-pass", [HEADLINE_CHUNK_MS]), ("stream", cfg.chunks_ms)):
@@ -362,6 +447,7 @@ class _Bench:
         return runs
 
     def close(self) -> None:
+        self.stage("done")
         self.bar.close()
 
 
@@ -398,7 +484,10 @@ def _peer(bench: _Bench, config: BenchConfig, peer_n: int) -> dict[str, Any]:
         bench.stage("pocketsphinx smoke")
         smoke = evaluate_pocketsphinx(config.smoke_manifest, limit=config.smoke_utts)
         bench.bar.update(smoke.utterances + smoke.failed)
-        out["smoke"] = {"greedy": None, "lm": {"wer": smoke.wer, "cer": smoke.cer, "utterances": smoke.utterances}}
+        out["smoke"] = {
+            "greedy": None,
+            "lm": {"wer": smoke.wer, "cer": smoke.cer, "utterances": smoke.utterances},
+        }
     return out
 
 
@@ -448,7 +537,11 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         sets["peer"] = _set_info(config.test_manifest, peer_n)
         report["sets"] = sets
         runs = bench.latency(lat_entries)
-        lm_mb = _size_mb(*(bench.lm.lm_path.parent / n for n in ("lm.bin", "unigrams.txt"))) if bench.lm.lm_path else 0.0
+        lm_mb = (
+            _size_mb(*(bench.lm.lm_path.parent / n for n in ("lm.bin", "unigrams.txt")))
+            if bench.lm.lm_path
+            else 0.0
+        )
         for mode, models in (
             ("streaming", [bench.streaming]),
             ("two-pass", [bench.streaming, bench.offline]),
@@ -460,7 +553,8 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
                 "test": test["scores"][mode],
                 "smoke": smoke["scores"][mode] if smoke else None,
                 "peer_subset": {
-                    k: score((r["ref"], r["hyp"]) for r in rows[:peer_n]) for k, rows in test["rows"][mode].items()
+                    k: score((r["ref"], r["hyp"]) for r in rows[:peer_n])
+                    for k, rows in test["rows"][mode].items()
                 },
                 "latency": {k: v for k, v in first.items() if k.endswith("_s")},
                 "latency_subset": {"final": first["final"], "partial": first["partial"]},
@@ -472,7 +566,10 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         offline = report["modes"]["offline"]
         offline["latency"]["first_partial_s"] = offline["latency"]["partial_lag_s"] = None  # no partials
         offline["latency_subset"]["partial"] = None
-        report["sweep"] = [{"chunk_ms": c, **runs[_run_key("streaming", config.threads[0], c)]} for c in sorted(config.chunks_ms)]
+        report["sweep"] = [
+            {"chunk_ms": c, **runs[_run_key("streaming", config.threads[0], c)]}
+            for c in sorted(config.chunks_ms)
+        ]
         report["lookahead"] = {"measured": False, "why": LOOKAHEAD_NOTE}
         if config.peer:
             report["modes"]["pocketsphinx"] = _peer(bench, config, peer_n)
@@ -482,13 +579,15 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             "frontier": plot_frontier(report, config.out / "tradeoff_frontier.png"),
             "rtf": plot_rtf(report, config.out / "rtf.png"),
             "ctc_alignment": plot_ctc_alignment(
-                _pick_example(lat_entries), [("streaming", bench.streaming), ("offline", bench.offline)],
+                _pick_example(lat_entries),
+                [("streaming", bench.streaming), ("offline", bench.offline)],
                 config.out / "ctc_alignment.png",
             ),
         }
     finally:
         bench.close()
     meta["wall_seconds"] = round(time.perf_counter() - started, 1)
+    meta["stage_seconds"] = bench.stage_seconds
     (config.out / "tradeoff.json").write_text(json.dumps(report, indent=1) + "\n")
     (config.out / "tradeoff.md").write_text(markdown(report))
     return report
@@ -506,7 +605,11 @@ def _ms(s: dict[str, float] | None, p90: bool = False) -> str:
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(r) + " |" for r in rows),
+    ]
 
 
 def headline_rows(report: dict[str, Any]) -> list[list[str]]:
@@ -527,7 +630,7 @@ def headline_rows(report: dict[str, Any]) -> list[list[str]]:
                 _pct(m["test"]["lm"], "cer") + dagger,
                 f"{_pct(smoke.get('greedy'))} / {_pct(smoke.get('lm'))}",
                 _ms(lat.get("first_partial_s")),
-                _ms(lat.get("final_after_audio_s")),
+                f"{_ms(lat.get('final_after_audio_s'))} / {_ms(lat.get('final_after_speech_s'))}",
                 *(f"{m['rtf'][t]:.3f}" if t in m["rtf"] else "—" for t in threads),
                 "—" if m.get("params") is None else f"{m['params'] / 1e6:.2f} M",
                 f"{m.get('size_mb', 0):.1f}",
@@ -540,7 +643,7 @@ def headline_rows(report: dict[str, Any]) -> list[list[str]]:
 def headline_header(report: dict[str, Any]) -> list[str]:
     return [
         "mode", "test WER greedy", "test CER greedy", "test WER LM", "test CER LM", "smoke WER greedy / LM",
-        "first partial (ms)", "final after end of audio (ms)",
+        "first partial (ms)", "final after end of audio / speech (ms)",
         *(f"RTF {t}t" for t in report["meta"]["threads"]), "params", "model MB", "LM MB",
     ]  # fmt: skip
 
@@ -568,6 +671,12 @@ def markdown(report: dict[str, Any]) -> str:
         + f"**latency subset** = {lat['what']} of the test split ({lat['audio_seconds'] / 60:.1f} min): latency, "
         f"RTF and the chunk sweep; **peer subset** = {sets['peer']['what']} of the test split: PocketSphinx (†).",
         "",
+        *(
+            [f"**Warning**: the load average was {meta['load_average_at_start']} on {meta['machine']} at the "
+             "start: other work shared the CPU, so the timings (latency, RTF) are inflated.", ""]  # fmt: skip
+            if meta["load_average_at_start"] > 0.5 * (os.cpu_count() or 1)
+            else []
+        ),
         "## Headline",
         "",
         *_table(headline_header(report), headline_rows(report)),
@@ -599,12 +708,14 @@ def markdown(report: dict[str, Any]) -> str:
         "offline: features + BiLSTM + beam over the whole utterance). Negative when the endpointer closed "
         "the utterance in the file's trailing silence. **Final after end of speech** also counts that "
         "trailing silence (0.05-0.6 s in the test split).",
-        "* **Word end in the audio**: from the BiLSTM's greedy CTC alignment of the whole utterance (a "
-        "word ends one 30 ms step after its last character's last frame).",
-        "* **Partial word lag**: for each word of the last partial transcript that matches a BiLSTM word "
-        "(difflib exact-match blocks), the availability of the first partial whose words up to and including "
-        "it equal the last partial's, minus the BiLSTM word's end.",
-        "* **Final word latency**: for every BiLSTM word, availability of the first final whose audio "
+        "* **Word end in the audio**: the reference text is force-aligned (CTC Viterbi) to the BiLSTM's "
+        "posteriors of the whole utterance; a word ends one 30 ms step after the frame of its last letter.",
+        "* **Partial word lag**: each word of the last partial transcript is shown from the first partial "
+        "whose words up to and including it equal the last partial's; it is matched, in order, to the "
+        "nearest reference word with the same spelling whose end is within "
+        f"{LAG_WINDOW_S[0]:+} to {LAG_WINDOW_S[1]:+} s; lag = shown minus the reference word's end. Only "
+        "correctly recognised words count (n in the JSON).",
+        "* **Final word latency**: for every reference word, availability of the first final whose audio "
         "span reaches the word's end, minus the word's end (offline: the single final).",
         "* **RTF**: processing wall time / audio duration of the simulated real-time runs on the latency "
         f"subset ({chunk} ms chunks; offline: whole utterances, one at a time), per torch thread count "
@@ -703,8 +814,9 @@ def plot_frontier(report: dict[str, Any], path: Path) -> str:
         if pts:
             label = "streaming partials (best path)" if kind == "partial" else "streaming finals (LM)"
             ax.plot([p[0] for _, p in pts], [p[1] for _, p in pts], style, label=label)
-            for c, p in pts:
-                ax.annotate(f"{c} ms", p, textcoords="offset points", xytext=(5, 5), fontsize=8)
+            for i, (c, p) in enumerate(pts):
+                offset = (5, 5) if kind == "partial" else (5, -12 - 10 * (i % 2))
+                ax.annotate(f"{c} ms", p, textcoords="offset points", xytext=offset, fontsize=8)
     for mode, marker in (("two-pass", "^"), ("offline", "D")):
         m = report["modes"][mode]
         p = point(m["latency"]["final_word_latency_s"], m["latency_subset"]["final"])
@@ -755,10 +867,16 @@ def plot_ctc_alignment(
     plt = _pyplot()
     entry, audio = example
     fig, axes = plt.subplots(
-        1 + len(models), 1, figsize=(12, 2 + 2.6 * len(models)), sharex=True, gridspec_kw={"hspace": 0.55}
+        1 + len(models), 1, figsize=(12, 2 + 2.6 * len(models)), sharex=True, gridspec_kw={"hspace": 0.75}
     )
     mels = log_mel(audio, models[0][1].features)  # (T, M)
-    axes[0].imshow(mels.T.numpy(), origin="lower", aspect="auto", cmap="magma", extent=(0, len(mels) * 0.01, 0, mels.shape[1]))
+    axes[0].imshow(
+        mels.T.numpy(),
+        origin="lower",
+        aspect="auto",
+        cmap="magma",
+        extent=(0, len(mels) * 0.01, 0, mels.shape[1]),
+    )
     axes[0].set_ylabel("log-mel")
     axes[0].set_title(f"reference: {normalize_text(str(entry['text']))}", fontsize=9, loc="left")
     for ax, (name, loaded) in zip(axes[1:], models, strict=True):
@@ -780,9 +898,9 @@ def plot_ctc_alignment(
         ax.set_ylim(0, 1.15)
         ax.set_ylabel(f"{name}\nposterior")
         ax.legend(loc="upper right", fontsize=7)
-        ax.text(0, -0.2, f"greedy: {Decoder(loaded.vocab).greedy(lp.numpy()).text}", transform=ax.transAxes,
+        ax.text(0, -0.3, f"greedy: {Decoder(loaded.vocab).greedy(lp.numpy()).text}", transform=ax.transAxes,
                 fontsize=9, va="top", family="monospace")  # fmt: skip
-    axes[-1].set_xlabel("time (s), one model step = 30 ms", labelpad=18)
+    axes[-1].set_xlabel("time (s), one model step = 30 ms", labelpad=26)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path.name
