@@ -511,7 +511,8 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from asr.bench import BenchConfig, default_smoke_manifest, headline_header, headline_rows, run_bench
+    from asr.bench import BenchConfig, default_smoke_manifest, run_bench
+    from asr.bench_report import headline_header, headline_rows
 
     smoke = None if args.no_smoke else (args.smoke_manifest or default_smoke_manifest())
     if smoke is None and not args.no_smoke:
