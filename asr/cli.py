@@ -506,7 +506,12 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT: run one server process per core")
     p.add_argument("--grace", type=float, default=10, help="seconds to drain streams on SIGTERM")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads for the batched model step (0: 1 thread; more seldom helps: the server is bound by Python work, use --reuse-port and one process per core instead)",
+    )
     p.set_defaults(func=_serve)
 
 

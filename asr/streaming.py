@@ -1,7 +1,7 @@
 """One streaming recognition session: PCM chunks in, partial and final results out.
 
 The session is split in two halves so that a server can batch the model step across
-many sessions (see ``asr.batching``):
+many sessions (see ``asr.server.batcher``):
 
 1. :meth:`StreamingSession.push_audio` resamples, computes log-mel frames and returns
    the normalised frames that are ready for the model (a multiple of the 3-frame stack);
@@ -208,6 +208,33 @@ class StreamingSession:
         if partial is not None:
             results.append(partial)
         return results
+
+    def may_decode(self, steps: int) -> bool:
+        """Whether :meth:`consume` of ``steps`` new model steps may run a slow decode.
+
+        Slow means a beam search or the offline model: at an endpoint, at the maximum
+        utterance length, at the initial-silence timeout, or for every beam partial.
+        When this is False, ``consume`` only advances greedy state (tens of
+        microseconds), so a server can call it on its event loop instead of a worker
+        thread. It errs towards True; it never changes what ``consume`` returns.
+        """
+        if self.finished:
+            return False
+        if self.config.interim_results and self.config.partial_decoder == "beam":
+            return True
+        utt = self._utt
+        # An endpoint needs `_endpoint_steps` blanks after speech: the run so far plus
+        # these steps, or (speech starting within them) these steps alone.
+        endpoint = steps >= self._endpoint_steps or (
+            utt.speech_started and utt.blank_run + steps >= self._endpoint_steps
+        )
+        too_long = utt.steps + steps >= self._max_steps
+        timeout = (
+            self._initial_timeout_steps > 0
+            and self.utterance_index == 0
+            and self.step + steps >= self._initial_timeout_steps
+        )
+        return endpoint or too_long or timeout
 
     def _advance(self, frames: torch.Tensor, log_probs: np.ndarray) -> list[Result]:
         results: list[Result] = []

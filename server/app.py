@@ -26,6 +26,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import torch
 from asr.server.auth import BearerTokenInterceptor
 from asr.server.batcher import StreamBatcher
 from asr.server.metrics import Metrics, start_metrics_http
@@ -64,7 +65,11 @@ class ServerConfig:
     metrics_port: int | None = None  # Prometheus text at http://host:PORT/metrics
     reuse_port: bool = False
     grace_s: float = 10.0
-    threads: int = 0  # torch threads (0: torch default)
+    # torch intra-op threads for this process (torch's setting is process-wide). 0: one.
+    # A step's tensors are small (one 100 ms chunk per stream, batched LSTM steps), so
+    # more threads mostly add OpenMP hand-offs: with 2 on a busy 2-core box a chunk's
+    # log-mel took ~20x the CPU of 1 thread. Scale out with reuse_port, a process a core.
+    threads: int = 0
 
 
 @dataclass
@@ -89,10 +94,9 @@ def build_server(config: ServerConfig, recognizer: Recognizer | None = None) -> 
     """Create (not start) the server; must run inside an asyncio event loop."""
     if (config.tls_cert is None) != (config.tls_key is None):
         raise ValueError("expected both tls_cert and tls_key, or neither")
-    if config.threads:
-        import torch
-
-        torch.set_num_threads(config.threads)
+    if config.threads < 0:
+        raise ValueError(f"expected threads >= 0, got {config.threads}")
+    torch.set_num_threads(config.threads or 1)
     recognizer = recognizer or Recognizer.load(config.streaming_model, config.offline_model, config.lm)
     # Warm up (mel filterbank, decoder, first LSTM calls) so the first stream is not slow.
     recognizer.transcribe(np.zeros(16000, np.float32), mode="two-pass" if recognizer.offline else "stream")

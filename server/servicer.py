@@ -199,7 +199,9 @@ class RecognizerService(asr_pb2_grpc.RecognizerServicer):
 
     async def _next(self, iterator: AsyncIterator[asr_pb2.StreamingRecognizeRequest]):  # type: ignore[no-untyped-def]
         try:
-            return await asyncio.wait_for(anext(iterator), self.limits.idle_timeout_s)
+            # asyncio.timeout, not wait_for: no extra task per message.
+            async with asyncio.timeout(self.limits.idle_timeout_s):
+                return await anext(iterator)
         except StopAsyncIteration:
             return None
         except DecodeError as e:
@@ -268,7 +270,10 @@ class RecognizerService(asr_pb2_grpc.RecognizerServicer):
                         )
                     frames = session.push_audio(samples)
                     log_probs = await self.batcher.step(session, frames)
-                    results = await loop.run_in_executor(None, session.consume, frames, log_probs)
+                    if session.may_decode(len(log_probs)):  # a final (beam search) may be due
+                        results = await loop.run_in_executor(None, session.consume, frames, log_probs)
+                    else:  # greedy bookkeeping only: a thread hop would cost more than the call
+                        results = session.consume(frames, log_probs)
                     self.metrics.audio(len(samples) / config.sample_rate, time.perf_counter() - received)
                 if results:
                     self._observe(results, received)

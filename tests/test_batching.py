@@ -1,0 +1,109 @@
+"""The server's batched model step and its inline-consume guard, with tiny models."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+import torch
+from asr.server.batcher import StreamBatcher
+
+from asr.decoding import Decoder, Hypothesis
+from asr.features import Normalizer
+from asr.model import CTCModel
+from asr.streaming import EndpointConfig, SessionConfig, StreamingSession
+from tests.test_streaming import _blank_biased, _session
+
+
+def test_one_batched_call_matches_each_session_alone(tiny_model: CTCModel) -> None:
+    """Chunks of different lengths share one model call; outputs and states match solo runs."""
+    model = _blank_biased(tiny_model)
+    calls: list[int] = []
+    model.register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
+    batcher = StreamBatcher(model, max_batch=16, max_wait_ms=50.0)
+    rng = np.random.default_rng(0)
+    solo = [_session(model) for _ in range(6)]
+    batched = [_session(model) for _ in range(6)]
+
+    async def rounds() -> None:
+        for _ in range(5):
+            # 0.03 s to 0.25 s: 0 to 8 steps per chunk, so lengths differ within a batch.
+            chunks = [
+                (0.3 * rng.standard_normal(int(rng.integers(480, 4000)))).astype(np.float32) for _ in solo
+            ]
+            frames = [s.push_audio(c) for s, c in zip(batched, chunks, strict=True)]
+            assert len({len(f) for f in frames}) > 1
+            calls.clear()
+            outputs = await asyncio.gather(
+                *(batcher.step(s, f) for s, f in zip(batched, frames, strict=True))
+            )
+            assert calls == [sum(1 for f in frames if len(f))]  # one call for the whole batch
+            for s_solo, s_batched, chunk, f, out in zip(solo, batched, chunks, frames, outputs, strict=True):
+                f_solo = s_solo.push_audio(chunk)
+                assert torch.equal(f_solo, f)
+                ref = s_solo.run_model(f_solo)
+                assert out.shape == ref.shape == (len(f) // model.config.stack, model.config.vocab_size)
+                np.testing.assert_allclose(out, ref, atol=1e-5, rtol=0)
+                if s_solo.state is not None:
+                    assert s_batched.state is not None
+                    for a, b in zip(s_batched.state, s_solo.state, strict=True):
+                        assert a.shape == b.shape
+                        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+                s_solo.consume(f_solo, ref)
+                s_batched.consume(f, out)
+        await batcher.stop()
+
+    asyncio.run(rounds())
+    assert [s.step for s in batched] == [s.step for s in solo]
+
+
+class _CountingDecoder(Decoder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.beams = 0
+
+    def beam(self, *args, **kwargs) -> list[Hypothesis]:  # type: ignore[no-untyped-def]
+        self.beams += 1
+        return super().beam(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("blank_share", "endpoint"),
+    [
+        (0.0, EndpointConfig(trailing_silence_ms=3000, max_utterance_ms=1000)),  # cut at max length
+        (0.3, EndpointConfig(trailing_silence_ms=90, max_utterance_ms=1000)),
+        (0.7, EndpointConfig(trailing_silence_ms=150, max_utterance_ms=2000)),
+        (0.9, EndpointConfig(trailing_silence_ms=600, max_utterance_ms=1500)),
+        (1.0, EndpointConfig(initial_silence_timeout_ms=1000)),  # nobody speaks
+    ],
+)
+def test_may_decode_whenever_consume_decodes(
+    tiny_model: CTCModel, blank_share: float, endpoint: EndpointConfig
+) -> None:
+    """The server runs consume() on its event loop only when may_decode() says no slow decode is due."""
+    model = _blank_biased(tiny_model, blank_share)
+    decoder = _CountingDecoder()
+    session = StreamingSession(model, Normalizer.identity(80), decoder, SessionConfig(endpoint=endpoint))
+    rng = np.random.default_rng(1)
+    light = decoded = 0
+    while not session.finished and session.step < 400:
+        chunk = (0.3 * rng.standard_normal(int(rng.integers(160, 4000)))).astype(np.float32)
+        frames = session.push_audio(chunk)
+        log_probs = session.run_model(frames)
+        predicted = session.may_decode(len(log_probs))
+        beams, utterance = decoder.beams, session.utterance_index
+        results = session.consume(frames, log_probs)
+        slow = decoder.beams > beams or session.utterance_index > utterance or session.finished
+        slow = slow or any(r.is_final for r in results)
+        if slow:
+            decoded += 1
+            assert predicted, f"consume decoded at step {session.step} but may_decode said no"
+        light += not predicted
+    assert decoded and light  # both paths were taken
+
+
+def test_may_decode_always_for_beam_partials(tiny_model: CTCModel) -> None:
+    session = _session(_blank_biased(tiny_model), partial_decoder="beam")
+    assert session.may_decode(0) and session.may_decode(3)
+    assert not _session(_blank_biased(tiny_model)).may_decode(3)
