@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark batch transcription: RTF with beam + LM, and peak memory on a 60-minute file.
 
-    .venv/bin/python scripts/bench_transcribe.py --manifest data/corpus/test.jsonl --files 100
+    .venv/bin/python scripts/bench_transcribe.py --manifest data/corpus/test.jsonl --files 300
 
 Writes reports/transcribe_bench.json and reports/transcribe_bench.md. Each measurement
 runs `asr transcribe` in a fresh subprocess so that peak RSS is the process's own.
@@ -78,27 +78,33 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--manifest", default="data/corpus/test.jsonl", help="utterances to transcribe")
-    parser.add_argument("--files", type=int, default=100, help="how many files for the RTF run")
+    parser.add_argument("--files", type=int, default=300, help="how many files for the RTF run")
     parser.add_argument("--long-minutes", type=float, default=60.0, help="length of the long file")
-    parser.add_argument("--threads", type=int, nargs="+", default=[2, 1], help="torch thread counts to try")
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=["offline:1:2", "offline:2:1", "offline:1:1", "stream:1:1"],
+        help="runs as MODE:THREADS:JOBS (torch threads, beam worker processes)",
+    )
     parser.add_argument("--out", default="reports/transcribe_bench", help="report path prefix")
     args = parser.parse_args()
 
     files = [e["audio_filepath"] for e in read_manifest(args.manifest)[: args.files]]
     report: dict[str, object] = {"machine": f"{os.cpu_count()} CPU cores", "runs": []}
     runs: list[dict[str, object]] = []
-    for threads in args.threads:
-        for mode in ("offline", "stream"):
-            r = run_transcribe(files, mode, threads, [])
-            runs.append({"what": f"{args.files} test files", "mode": mode, "threads": threads, **r})
-            print(runs[-1], flush=True)
+    for spec in args.configs:
+        mode, threads, jobs = spec.split(":")
+        r = run_transcribe(files, mode, int(threads), ["--jobs", jobs])
+        what = f"{len(files)} test files"
+        runs.append({"what": what, "mode": mode, "threads": int(threads), "jobs": int(jobs), **r})
+        print(runs[-1], flush=True)
     long_path = ROOT / "data" / "bench" / f"long-{args.long_minutes:g}min.wav"
     long_path.parent.mkdir(parents=True, exist_ok=True)
     if not long_path.exists():
         make_long_file(args.manifest, args.long_minutes, long_path)
-    r = run_transcribe([str(long_path)], "offline", args.threads[0], [])
+    r = run_transcribe([str(long_path)], "offline", 2, [])
     runs.append(
-        {"what": f"one {args.long_minutes:g}-minute file", "mode": "offline", "threads": args.threads[0], **r}
+        {"what": f"one {args.long_minutes:g}-minute file", "mode": "offline", "threads": 2, "jobs": 1, **r}
     )
     print(runs[-1], flush=True)
     report["runs"] = runs
@@ -112,12 +118,12 @@ def main() -> int:
         f"`scripts/bench_transcribe.py`, {report['machine']}, beam search + LM, whole process timed "
         "(model loading included).",
         "",
-        "| input | mode | threads | audio (s) | wall (s) | RTF | peak RSS (MB) |",
-        "|---|---|---|---|---|---|---|",
+        "| input | mode | torch threads | beam jobs | audio (s) | wall (s) | RTF | peak RSS (MB) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         lines.append(
-            f"| {r['what']} | {r['mode']} | {r['threads']} | {r['audio_seconds']} | {r['wall_seconds']} | "
+            f"| {r['what']} | {r['mode']} | {r['threads']} | {r['jobs']} | {r['audio_seconds']} | {r['wall_seconds']} | "
             f"{r['rtf']} | {r['peak_rss_mb']} |"
         )
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
