@@ -31,6 +31,28 @@ def tiny_offline_model() -> CTCModel:
     return CTCModel(tiny_config(bidirectional=True)).eval()
 
 
+def write_tiny_checkpoints(folder: Path, seed: int, blank_share: float) -> tuple[Path, Path]:
+    """Tiny streaming (blank-biased, so noise gives some text) and offline checkpoints on disk."""
+    from asr import checkpoint
+    from asr.features import FeatureConfig, Normalizer
+    from asr.text import Vocabulary
+    from tests.test_streaming import _blank_biased
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, bidirectional in (("stream.pt", False), ("offline.pt", True)):
+        torch.manual_seed(seed)
+        model = CTCModel(tiny_config(bidirectional)).eval()
+        if not bidirectional:
+            _blank_biased(model, blank_share=blank_share)
+        ckpt = checkpoint.make_checkpoint(
+            model, Vocabulary(), FeatureConfig(), Normalizer.identity(80), {}, {}
+        )
+        checkpoint.save(ckpt, folder / name)
+        paths.append(folder / name)
+    return paths[0], paths[1]
+
+
 def write_tiny_manifest(folder: Path, n: int = 12, seed: int = 0) -> Path:
     """n short noisy 'utterances' whose spectra depend on their text; enough to train on."""
     rng = np.random.default_rng(seed)

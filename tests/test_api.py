@@ -6,35 +6,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from asr import checkpoint
 from asr.api import Recognizer
 from asr.audio import load_audio, write_wav
 from asr.cli import main
 from asr.decoding import Decoder
-from asr.features import FeatureConfig, Normalizer
-from asr.model import CTCModel
 from asr.streaming import EndpointConfig, SessionConfig
-from asr.text import Vocabulary
-from tests.conftest import tiny_config
-from tests.test_streaming import _blank_biased
+from tests.conftest import write_tiny_checkpoints
 
 
 @pytest.fixture(scope="module")
 def model_paths(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("models")
-    paths = []
-    for name, bidirectional in (("s.pt", False), ("o.pt", True)):
-        torch.manual_seed(3)
-        model = CTCModel(tiny_config(bidirectional)).eval()
-        if not bidirectional:
-            _blank_biased(model, blank_share=0.6)
-        ckpt = checkpoint.make_checkpoint(
-            model, Vocabulary(), FeatureConfig(), Normalizer.identity(80), {}, {}
-        )
-        checkpoint.save(ckpt, folder / name)
-        paths.append(folder / name)
+    paths = write_tiny_checkpoints(folder, seed=3, blank_share=0.6)
     return paths[0], paths[1]
 
 

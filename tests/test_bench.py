@@ -8,18 +8,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
-from asr import checkpoint
 from asr.bench import forced_word_ends, match_lags, speech_bounds
 from asr.cli import main
 from asr.decoding import Decoder
 from asr.evaluate import evaluate_manifest
-from asr.features import FeatureConfig, Normalizer
-from asr.model import CTCModel
 from asr.text import Vocabulary
-from tests.conftest import tiny_config, write_tiny_manifest
-from tests.test_streaming import _blank_biased
+from tests.conftest import write_tiny_checkpoints, write_tiny_manifest
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -28,17 +23,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def bench_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, Path, Path, Path]:
     folder = tmp_path_factory.mktemp("bench")
     manifest = write_tiny_manifest(folder / "data", n=8)
-    paths = []
-    for name, bidirectional in (("s.pt", False), ("o.pt", True)):
-        torch.manual_seed(5)
-        model = CTCModel(tiny_config(bidirectional)).eval()
-        if not bidirectional:
-            _blank_biased(model, blank_share=0.6)
-        ckpt = checkpoint.make_checkpoint(
-            model, Vocabulary(), FeatureConfig(), Normalizer.identity(80), {}, {}
-        )
-        checkpoint.save(ckpt, folder / name)
-        paths.append(folder / name)
+    paths = write_tiny_checkpoints(folder, seed=5, blank_share=0.6)
     out = folder / "reports"
     argv = ["bench", "--out", str(out), "--test-manifest", str(manifest), "--smoke-manifest", str(manifest),
             "--streaming-model", str(paths[0]), "--offline-model", str(paths[1]), "--no-lm", "--no-peer",

@@ -30,7 +30,6 @@ import grpc
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from asr.client import RecognizerClient, RecognizerError, StreamOptions
 from asr.server.app import RunningServer, ServerConfig, start_in_thread
 
@@ -39,13 +38,9 @@ from asr.api import Recognizer
 from asr.audio import float_to_pcm16, write_wav
 from asr.cli import main as asr_main
 from asr.decoding import Decoder
-from asr.features import FeatureConfig, Normalizer
-from asr.model import CTCModel
-from asr.text import Vocabulary
 from asr.v1 import asr_pb2, asr_pb2_grpc
-from tests.conftest import tiny_config
+from tests.conftest import write_tiny_checkpoints
 from tests.test_server import Request, audio_requests, config_request, finals, noise, wait_for
-from tests.test_streaming import _blank_biased
 
 MAX_STREAM_SECONDS = 60.0
 IDLE_TIMEOUT_S = 2.0
@@ -57,17 +52,7 @@ TOKEN = "tok-3f9a1c-never-logged"
 def model_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Tiny streaming (blank-biased, so noise gives text) and offline checkpoints on disk."""
     folder = tmp_path_factory.mktemp("models")
-    paths = []
-    for name, bidirectional in (("stream.pt", False), ("offline.pt", True)):
-        torch.manual_seed(0)
-        model = CTCModel(tiny_config(bidirectional)).eval()
-        if not bidirectional:
-            _blank_biased(model, blank_share=0.5)
-        ckpt = checkpoint.make_checkpoint(
-            model, Vocabulary(), FeatureConfig(), Normalizer.identity(80), {}, {}
-        )
-        checkpoint.save(ckpt, folder / name)
-        paths.append(folder / name)
+    paths = write_tiny_checkpoints(folder, seed=0, blank_share=0.5)
     return paths[0], paths[1]
 
 
