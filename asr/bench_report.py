@@ -222,7 +222,12 @@ def markdown(report: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------- plots
 def _pyplot() -> Any:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise RuntimeError(
+            "asr bench draws its plots with matplotlib: pip install 'lstm-asr[bench]' (or matplotlib)"
+        ) from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
