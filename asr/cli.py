@@ -309,9 +309,11 @@ def _add_transcribe(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "transcribe",
         help="transcribe audio files (batch, no server needed)",
         description=(
-            "Transcribe wav/flac/ogg/mp3 files. Long files are read in blocks and segmented at "
-            "endpoints (bounded memory, global timestamps). A file that fails is reported and the "
-            "rest go on; the exit code is 1 if any file failed."
+            "Transcribe wav/flac/ogg/mp3 files. In offline mode, files of up to a minute are batched "
+            "through the BiLSTM and segmented at its blank runs, with beam search in --jobs worker "
+            "processes. Longer files are read in blocks and segmented at endpoints (bounded memory, "
+            "global timestamps). A file that fails is reported and the rest go on; the exit code is 1 "
+            "if any file failed."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
