@@ -466,6 +466,10 @@ def _serve(args: argparse.Namespace) -> int:
             reuse_port=args.reuse_port,
             grace_s=args.grace,
             threads=args.threads,
+            int8=args.int8,
+            beam_width=args.beam_width,
+            token_min_logp=args.token_min_logp,
+            decode_workers=args.decode_workers,
         )
     )
     return 0
@@ -513,6 +517,32 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         type=int,
         default=0,
         help="torch threads for the batched model step (0: 1 thread; more seldom helps: the server is bound by Python work, use --reuse-port and one process per core instead)",
+    )
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="int8 weights for the streaming model (2-4x less CPU per batched step; outputs move "
+        "slightly, and a stream's results depend a little on the other streams in its batch)",
+    )
+    p.add_argument(
+        "--beam-width",
+        type=int,
+        default=None,
+        help="beam width of the finals (default 32); smaller is cheaper and a little less accurate",
+    )
+    p.add_argument(
+        "--token-min-logp",
+        type=float,
+        default=None,
+        help="skip symbols below this log-prob in the finals' beam search (default -5; -3 halves "
+        "the cost of a final, see docs/CAPACITY.md)",
+    )
+    p.add_argument(
+        "--decode-workers",
+        type=int,
+        default=0,
+        help="processes for the finals' beam searches (0: threads of the server process; 1 suits "
+        "2 cores: the pure-Python beam search then runs beside the event loop, not against it)",
     )
     p.set_defaults(func=_serve)
 

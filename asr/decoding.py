@@ -65,6 +65,42 @@ def _utterance_confidence(words: Sequence[Word], probs_max: np.ndarray) -> float
     return float(probs_max.mean()) if len(probs_max) else 1.0
 
 
+def compress_blank_frames(
+    log_probs: np.ndarray, token_min_logp: float, blank: int = BLANK
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Drop the frames a CTC beam search cannot act on, without changing its result.
+
+    pyctcdecode extends its beams, at each frame, only with the symbols whose log-prob is
+    at least ``token_min_logp`` (and the frame's best symbol). At a frame where that
+    leaves blank alone, every beam just takes the blank: the first such frame of a run
+    changes the beams (a repeated character may follow it), and the rest of the run
+    maps the beams onto themselves, adding the same blank log-prob to every score.
+    Dropping those repeats leaves the beams, their ranking and pruning unchanged.
+
+    Returns:
+        ``(kept log-probs, original index of each kept frame, summed log-prob of the
+        dropped frames)``; add the last to a beam's score to get the uncompressed score.
+    """
+    lp = np.asarray(log_probs, dtype=np.float32)
+    if len(lp) < 2:
+        return lp, np.arange(len(lp)), 0.0
+    others = np.delete(lp, blank, axis=1).max(axis=1)
+    blank_only = (others < token_min_logp) & (lp.argmax(axis=1) == blank)
+    drop = blank_only.copy()
+    drop[1:] &= blank_only[:-1]  # keep the first frame of every blank-only run
+    drop[0] = False
+    keep = np.flatnonzero(~drop)
+    return lp[keep], keep, float(lp[drop, blank].sum())
+
+
+def _uncompress(index: np.ndarray, start: int, end: int) -> tuple[int, int]:
+    """A word's ``[start, end)`` frames after :func:`compress_blank_frames`, in original frames."""
+    if start < 0 or start >= len(index):  # no frames (pyctcdecode marks these -1)
+        return start, end
+    last = min(max(end - 1, start), len(index) - 1)
+    return int(index[start]), int(index[last]) + 1
+
+
 def words_from_frames(
     chars: Sequence[tuple[str, int, int]],
     probs_max: np.ndarray,
@@ -198,8 +234,11 @@ class Decoder:
         if len(lp) == 0:
             return [Hypothesis(text="", confidence=1.0)]
         probs_max = np.exp(lp.max(-1))
+        kept, index, dropped_score = compress_blank_frames(lp, self.options.token_min_logp, self.vocab.blank)
+        # Map compressed frame numbers back; one past the end stays one past the end.
+        index = np.append(index, len(lp))
         beams = self._beam.decode_beams(
-            lp,
+            kept,
             beam_width=max(self.options.beam_width, n_best),
             beam_prune_logp=self.options.beam_prune_logp,
             token_min_logp=self.options.token_min_logp,
@@ -208,6 +247,7 @@ class Decoder:
         )
         results = []
         for text, _lm_state, word_frames, _logit_score, combined in beams[:n_best]:
+            word_frames = [(w, _uncompress(index, s, e)) for w, (s, e) in word_frames]
             words = tuple(
                 Word(
                     word=w,
@@ -222,7 +262,7 @@ class Decoder:
                     text=" ".join(text.split()),
                     words=words,
                     confidence=round(_utterance_confidence(words, probs_max), 4),
-                    score=float(combined),
+                    score=float(combined) + dropped_score,
                 )
             )
         return results or [Hypothesis(text="", confidence=1.0)]
@@ -235,3 +275,79 @@ def blank_run(log_probs: np.ndarray, blank: int = BLANK) -> int:
     is_blank = np.asarray(log_probs).argmax(-1) == blank
     nonblank = np.flatnonzero(~is_blank)
     return len(is_blank) if len(nonblank) == 0 else len(is_blank) - 1 - int(nonblank[-1])
+
+
+_POOL_DECODER: Decoder | None = None
+
+
+def _pool_init(spec: dict[str, Any]) -> None:
+    global _POOL_DECODER
+    _POOL_DECODER = Decoder.from_spec(spec)
+
+
+def _pool_beam(args: tuple[Any, ...]) -> list[Hypothesis]:
+    assert _POOL_DECODER is not None, "decoder worker not initialised"
+    return _POOL_DECODER.beam(*args)
+
+
+class PooledDecoder:
+    """A :class:`Decoder` whose beam searches run in worker processes.
+
+    pyctcdecode is pure Python, so in a server its beam searches (one per final) hold
+    the GIL that the event loop needs for every message. Here they run in ``workers``
+    spawned processes, each with its own copy of the decoder and LM; the calling
+    thread blocks on the result with the GIL released. Greedy decoding stays in the
+    calling process. Same interface as :class:`Decoder` for what sessions use.
+    """
+
+    def __init__(self, decoder: Decoder, workers: int) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        if workers < 1:
+            raise ValueError(f"expected workers >= 1, got {workers}")
+        self.local = decoder
+        self.vocab = decoder.vocab
+        self.options = decoder.options
+        self.lm_path = decoder.lm_path
+        self.workers = workers
+        self._pool = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_pool_init,
+            initargs=(decoder.spec(),),
+        )
+        # Start every worker now (LM loading takes seconds), not on the first final.
+        for future in [self._pool.submit(_pool_beam, (np.zeros((1, len(self.vocab.labels)), np.float32),))
+                       for _ in range(workers)]:  # fmt: skip
+            future.result()
+
+    @property
+    def has_lm(self) -> bool:
+        return self.local.has_lm
+
+    def spec(self) -> dict[str, Any]:
+        return self.local.spec()
+
+    def greedy(self, log_probs: np.ndarray, time_offset: float = 0.0) -> Hypothesis:
+        return self.local.greedy(log_probs, time_offset)
+
+    def beam(
+        self,
+        log_probs: np.ndarray,
+        hotwords: Sequence[str] | None = None,
+        hotword_weight: float | None = None,
+        n_best: int = 1,
+        time_offset: float = 0.0,
+    ) -> list[Hypothesis]:
+        args = (
+            np.asarray(log_probs, dtype=np.float32),
+            tuple(hotwords or ()),
+            hotword_weight,
+            n_best,
+            time_offset,
+        )
+        return self._pool.submit(_pool_beam, args).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

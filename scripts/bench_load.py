@@ -63,11 +63,13 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 # ------------------------------------------------------------------- server side
-def serve_child(threads: int, max_streams: int) -> int:
+def serve_child(threads: int, max_streams: int, extra: dict[str, Any]) -> int:
     """The child: serve the shipped models on 127.0.0.1:0; print ``PORT n`` once listening."""
     from asr.server.app import ServerConfig, build_server, run_server
 
-    config = ServerConfig(host="127.0.0.1", port=0, threads=threads, max_streams=max_streams, grace_s=2.0)
+    config = ServerConfig(
+        host="127.0.0.1", port=0, threads=threads, max_streams=max_streams, grace_s=2.0, **extra
+    )
 
     async def main() -> None:
         handle = build_server(config)
@@ -81,8 +83,10 @@ def serve_child(threads: int, max_streams: int) -> int:
     return 0
 
 
-def start_server(threads: int, max_streams: int, timeout: float = 300.0) -> tuple[subprocess.Popen[str], int]:
-    """Start the child server and wait for its port."""
+def start_server(
+    threads: int, max_streams: int, extra: dict[str, Any], timeout: float = 300.0
+) -> tuple[subprocess.Popen[str], int]:
+    """Start the child server (``extra``: more ServerConfig fields) and wait for its port."""
     cmd = [
         sys.executable,
         __file__,
@@ -91,6 +95,8 @@ def start_server(threads: int, max_streams: int, timeout: float = 300.0) -> tupl
         str(threads),
         "--max-streams",
         str(max_streams),
+        "--server-config",
+        json.dumps(extra),
     ]
     child = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None
@@ -321,7 +327,8 @@ def write_report(report: dict[str, Any], out: Path) -> str:
         "",
         f"`scripts/bench_load.py`: {report['streams']} concurrent real-time streams, mode "
         f"`{report['mode']}`, {report['chunk_ms']} ms chunks, {report['seconds']} s; server in its own "
-        f"process; {report['machine']}, load average {report['load_average_at_start']} at the start.",
+        f"process; {report['machine']}, load average {report['load_average_at_start']} at the start. "
+        f"Server settings: {report['server_config'] or 'defaults'}.",
         "",
         "| measure | value |",
         "|---|---|",
@@ -367,18 +374,41 @@ def main() -> int:
         "--server-threads", type=int, default=0, help="server torch threads (0: torch default)"
     )
     parser.add_argument("--max-streams", type=int, default=256, help="the server's stream cap (default 256)")
+    parser.add_argument("--int8", action="store_true", help="server: int8 streaming model (asr serve --int8)")
+    parser.add_argument("--beam-width", type=int, default=None, help="server: beam width of the finals")
+    parser.add_argument(
+        "--token-min-logp", type=float, default=None, help="server: token floor of the finals' beam"
+    )
+    parser.add_argument(
+        "--max-wait-ms", type=float, default=None, help="server: longest wait to fill a batch (default 10)"
+    )
+    parser.add_argument(
+        "--decode-workers", type=int, default=None, help="server: beam-search processes for the finals"
+    )
     parser.add_argument("--out", default="reports/load_bench", help="report path prefix")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--server-config", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return serve_child(args.server_threads, args.max_streams)
+        return serve_child(args.server_threads, args.max_streams, json.loads(args.server_config))
+    server_extra = {
+        key: value
+        for key, value in (
+            ("int8", args.int8 or None),
+            ("beam_width", args.beam_width),
+            ("token_min_logp", args.token_min_logp),
+            ("max_wait_ms", args.max_wait_ms),
+            ("decode_workers", args.decode_workers),
+        )
+        if value is not None
+    }
     if not (1 <= args.streams <= 1000 and 0 < args.seconds <= 3600 and args.chunk_ms > 0 and args.ramp >= 0):
         parser.error("expected 1 <= --streams <= 1000, 0 < --seconds <= 3600, --chunk-ms > 0, --ramp >= 0")
 
     clips = load_clips(args.audio)
     load_average = round(os.getloadavg()[0], 2)
     print(f"starting the server (load average {load_average}) ...", flush=True)
-    child, port = start_server(args.server_threads, args.max_streams)
+    child, port = start_server(args.server_threads, args.max_streams, server_extra)
     monitor = ProcessMonitor(child.pid)
     try:
         monitor.start()
@@ -410,6 +440,7 @@ def main() -> int:
         "mode": args.mode,
         "chunk_ms": args.chunk_ms,
         "server_threads": args.server_threads,
+        "server_config": server_extra,
         "wall_seconds": round(wall, 1),
         "streams_ok": codes.get("OK", 0),
         "streams_failed": sum(n for c, n in codes.items() if c != "OK"),

@@ -20,7 +20,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
@@ -37,6 +37,8 @@ from grpc_reflection.v1alpha import reflection
 
 from asr.api import Recognizer
 from asr.checkpoint import MODELS_DIR
+from asr.decoding import PooledDecoder
+from asr.model import quantize_int8
 from asr.v1 import asr_pb2, asr_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,41 @@ class ServerConfig:
     # more threads mostly add OpenMP hand-offs: with 2 on a busy 2-core box a chunk's
     # log-mel took ~20x the CPU of 1 thread. Scale out with reuse_port, a process a core.
     threads: int = 0
+    # int8 weights for the streaming model's batched steps: 2-4x less CPU per step,
+    # outputs move slightly (see asr.model.quantize_int8).
+    int8: bool = False
+    # Beam search of the finals (None: the decoder's defaults, 32 and -5). A smaller beam
+    # or a higher token floor makes each final cheaper at some cost in accuracy.
+    beam_width: int | None = None
+    token_min_logp: float | None = None
+    # Processes for the finals' beam searches (0: threads of this process). Beam search
+    # is pure Python: in-process it competes with the event loop for the GIL, in a
+    # worker it runs on another core. 1 suits a 2-core machine.
+    decode_workers: int = 0
+
+
+def _serving_recognizer(config: ServerConfig, recognizer: Recognizer) -> Recognizer:
+    """The recognizer with the server's int8 and beam settings applied (a new one if any)."""
+    changes: dict[str, float] = {}
+    if config.beam_width is not None:
+        if not 1 <= config.beam_width <= 1024:
+            raise ValueError(f"expected beam_width in 1..1024, got {config.beam_width}")
+        changes["beam_width"] = config.beam_width
+    if config.token_min_logp is not None:
+        if not -50.0 <= config.token_min_logp < 0:
+            raise ValueError(f"expected token_min_logp in [-50, 0), got {config.token_min_logp}")
+        changes["token_min_logp"] = config.token_min_logp
+    if config.decode_workers < 0:
+        raise ValueError(f"expected decode_workers >= 0, got {config.decode_workers}")
+    if not changes and not config.int8 and not config.decode_workers:
+        return recognizer
+    streaming = recognizer.streaming
+    if config.int8:
+        streaming = replace(streaming, model=quantize_int8(streaming.model))
+    decoder = recognizer.decoder.with_options(**changes) if changes else recognizer.decoder
+    if config.decode_workers:
+        decoder = PooledDecoder(decoder, config.decode_workers)  # type: ignore[assignment]
+    return Recognizer(streaming, recognizer.offline, decoder)
 
 
 @dataclass
@@ -98,6 +135,7 @@ def build_server(config: ServerConfig, recognizer: Recognizer | None = None) -> 
         raise ValueError(f"expected threads >= 0, got {config.threads}")
     torch.set_num_threads(config.threads or 1)
     recognizer = recognizer or Recognizer.load(config.streaming_model, config.offline_model, config.lm)
+    recognizer = _serving_recognizer(config, recognizer)
     # Warm up (mel filterbank, decoder, first LSTM calls) so the first stream is not slow.
     recognizer.transcribe(np.zeros(16000, np.float32), mode="two-pass" if recognizer.offline else "stream")
     metrics = Metrics()
@@ -155,6 +193,9 @@ async def run_server(
         await handle.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     await handle.server.stop(grace_s)
     await handle.batcher.stop()
+    decoder = handle.service.recognizer.decoder
+    if isinstance(decoder, PooledDecoder):
+        await asyncio.get_running_loop().run_in_executor(None, decoder.close)
     if handle.metrics_http is not None:
         await asyncio.get_running_loop().run_in_executor(None, handle.metrics_http.shutdown)
         handle.metrics_http.server_close()

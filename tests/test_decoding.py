@@ -152,3 +152,55 @@ def test_tune_decoder_writes_best_pair(tmp_path: Path) -> None:
     assert saved["tuned"]["alpha"] == tuned["alpha"] and len(saved["grid"]) == 4
     with pytest.raises(ValueError, match="equal"):
         tune_decoder([], [], lm_dir)
+
+
+def _uncompressed_beam(
+    decoder: Decoder, lp: np.ndarray
+) -> list[tuple[str, list[tuple[str, tuple[int, int]]], float]]:
+    """pyctcdecode on every frame (what Decoder.beam did before frame compression)."""
+    o = decoder.options
+    beams = decoder._beam.decode_beams(
+        lp, beam_width=o.beam_width, beam_prune_logp=o.beam_prune_logp, token_min_logp=o.token_min_logp
+    )
+    return [(" ".join(text.split()), frames, float(score)) for text, _, frames, _, score in beams]
+
+
+@pytest.mark.parametrize("use_lm", [False, True], ids=["no-lm", "lm"])
+def test_blank_frame_compression_changes_nothing(use_lm: bool) -> None:
+    """Dropping repeated blank-only frames gives the same beams, word times and scores."""
+    from asr.api import load_decoder
+    from asr.decoding import compress_blank_frames
+
+    decoder = load_decoder(LM_DIR) if use_lm else Decoder()
+    rng = np.random.default_rng(0)
+    for k in range(12):
+        # Long confident-blank gaps (what compression drops), noisy letters, doubled letters.
+        lp = spell("the good book is all", frames_per_char=2, gap=int(rng.integers(1, 6)), lead=8, p=0.97)
+        noise = rng.normal(0, 1.5 if k % 2 else 0.3, lp.shape).astype(np.float32)
+        logits = lp + noise
+        lp = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+        kept, index, _ = compress_blank_frames(lp, decoder.options.token_min_logp)
+        if k == 0:
+            assert len(kept) < len(lp)  # the case compresses something
+        assert index[0] == 0 and np.all(np.diff(index) > 0)
+        expected = _uncompressed_beam(decoder, lp)[0]
+        got = decoder.beam(lp)[0]
+        assert got.text == expected[0]
+        assert got.score == pytest.approx(expected[2], abs=1e-3)
+        times = [(w.word, w.start, w.end) for w in got.words]
+        want = [
+            (w, round(s * STEP_SECONDS, 3), round(max(e, s + 1) * STEP_SECONDS, 3))
+            for w, (s, e) in expected[1]
+        ]
+        assert times == want
+
+
+def test_blank_frame_compression_keeps_one_blank_between_repeats() -> None:
+    """'oo' needs the blank between the two o's: compression keeps the first frame of a gap."""
+    from asr.decoding import compress_blank_frames
+
+    lp = spell("oo", frames_per_char=1, gap=5, lead=4, p=0.999)
+    kept, index, dropped = compress_blank_frames(lp, -5.0)
+    assert Decoder().greedy(kept).text == "oo"
+    assert len(kept) == 5  # blank, o, blank, o, blank: one frame of each blank run
+    assert dropped < 0 and len(index) == len(kept)

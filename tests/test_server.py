@@ -348,3 +348,39 @@ def test_token_auth(secured: RunningServer) -> None:
     with RecognizerClient(target, token="s3cret") as c:
         assert [m.name for m in c.list_models()][0] == "stream"
         assert any(e.is_final for e in c.stream(noise(0.5)))
+
+
+def test_int8_and_cheaper_finals_serve(recognizer: Recognizer) -> None:
+    """`asr serve --int8 --beam-width 8 --token-min-logp -3`: same contract, quantised model."""
+    for server in _start(recognizer, int8=True, beam_width=8, token_min_logp=-3.0):
+        service_recognizer = server.handle.service.recognizer
+        assert service_recognizer is not recognizer  # the caller's recognizer is left alone
+        assert any("quantized" in type(m).__module__ for m in service_recognizer.streaming.model.modules())
+        assert not any("quantized" in type(m).__module__ for m in recognizer.streaming.model.modules())
+        assert service_recognizer.decoder.options.beam_width == 8
+        assert service_recognizer.decoder.options.token_min_logp == -3.0
+        with RecognizerClient(f"127.0.0.1:{server.port}") as client:
+            assert client.list_models()[0].parameters == recognizer.streaming.model.num_parameters()
+            events = list(client.stream(noise(2.0), StreamOptions(interim_results=True)))
+        assert any(e.has_result and not e.is_final for e in events)
+        assert any(e.is_final and e.text for e in events)
+
+
+@pytest.mark.parametrize(
+    "changes", [{"beam_width": 0}, {"token_min_logp": 0.5}], ids=["beam-0", "floor-positive"]
+)
+def test_bad_decoder_settings_are_refused(recognizer: Recognizer, changes: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="expected"):
+        next(_start(recognizer, **changes))
+
+
+def test_decode_workers_give_the_same_finals(recognizer: Recognizer, client: RecognizerClient) -> None:
+    """Finals decoded in a worker process equal those decoded in the server process."""
+    audio = noise(2.5, seed=3)
+    options = StreamOptions(interim_results=False, word_time_offsets=True)
+    expected = [(e.text, e.start, e.end) for e in client.stream(audio, options) if e.is_final]
+    for server in _start(recognizer, decode_workers=1):
+        assert type(server.handle.service.recognizer.decoder).__name__ == "PooledDecoder"
+        with RecognizerClient(f"127.0.0.1:{server.port}") as pooled:
+            got = [(e.text, e.start, e.end) for e in pooled.stream(audio, options) if e.is_final]
+    assert got == expected and any(text for text, _, _ in got)
