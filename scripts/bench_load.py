@@ -304,6 +304,108 @@ def run_load(
     return records, start, end, server
 
 
+async def run_stream_aio(stub: Any, audio: np.ndarray, mode: str, chunk_ms: float) -> StreamRecord:
+    """:func:`run_stream` on grpc.aio: one event loop paces and reads every stream."""
+    import grpc
+
+    from asr.v1 import asr_pb2
+
+    n = max(1, round(SAMPLE_RATE * chunk_ms / 1000))
+    pcm = float_to_pcm16(audio)
+    chunks = [pcm[i : i + 2 * n] for i in range(0, len(pcm), 2 * n)]
+    ends = np.cumsum([len(c) / 2 / SAMPLE_RATE for c in chunks])
+    record = StreamRecord(audio_seconds=len(audio) / SAMPLE_RATE)
+    sent: list[float] = []
+    lags: list[float] = []
+    config = asr_pb2.StreamingRecognitionConfig(
+        config=asr_pb2.RecognitionConfig(
+            encoding=asr_pb2.LINEAR16, sample_rate_hertz=SAMPLE_RATE, model=mode
+        ),
+        interim_results=mode != "offline",
+    )
+
+    async def requests():  # type: ignore[no-untyped-def]
+        yield asr_pb2.StreamingRecognizeRequest(streaming_config=config)
+        start = time.monotonic()
+        for chunk, end in zip(chunks, ends, strict=True):
+            due = start + end
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            now = time.monotonic()
+            sent.append(now)
+            lags.append(now - due)
+            yield asr_pb2.StreamingRecognizeRequest(audio_content=chunk)
+
+    arrivals: list[tuple[float, bool, float]] = []
+    try:
+        call = stub.StreamingRecognize(requests(), timeout=record.audio_seconds + 60)
+        async for response in call:
+            now = time.monotonic()
+            for r in response.results:
+                arrivals.append((now, r.is_final, r.result_end_time))
+    except grpc.aio.AioRpcError as e:
+        record.status = e.code().name
+    except Exception as e:  # noqa: BLE001 - counted, not fatal
+        record.status = f"client:{type(e).__name__}"
+    sent_a = np.array(sent)
+    for arrival, is_final, end in arrivals:
+        if is_final:
+            record.finals += 1
+            if len(sent_a) == len(chunks) and arrival >= sent_a[-1]:
+                record.final_ms = 1000 * (arrival - sent_a[-1])
+            continue
+        covered = np.nonzero((ends[: len(sent_a)] <= end + COVER_SLACK_S) & (sent_a <= arrival))[0]
+        if len(covered):
+            record.partial_ms.append(1000 * (arrival - sent_a[covered[-1]]))
+    record.lag_ms = [1000 * x for x in lags]
+    return record
+
+
+def run_load_aio(
+    port: int, clips: list[np.ndarray], streams: int, seconds: float, ramp: float, mode: str, chunk_ms: float
+) -> tuple[list[StreamRecord], float, float, dict[str, float]]:
+    """:func:`run_load` with an asyncio client (``--client aio``)."""
+    from grpc import aio
+
+    from asr.v1 import asr_pb2_grpc
+
+    records: list[StreamRecord] = []
+
+    async def main() -> tuple[float, float]:
+        async with aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = asr_pb2_grpc.RecognizerStub(channel)
+            start = time.monotonic()
+            deadline = start + seconds
+
+            async def slot(i: int) -> None:
+                await asyncio.sleep(ramp * i / streams)
+                k = i
+                while time.monotonic() < deadline:
+                    record = await run_stream_aio(stub, clips[k % len(clips)], mode, chunk_ms)
+                    k += 1
+                    records.append(record)
+                    if record.status != "OK":
+                        await asyncio.sleep(RETRY_AFTER_S)
+
+            await asyncio.gather(*(slot(i) for i in range(streams)))
+            return start, time.monotonic()
+
+    start, end = asyncio.run(main())
+    with RecognizerClient(f"127.0.0.1:{port}") as client:
+        s = client.stats()
+    server = {
+        "total_streams": s.total_streams,
+        "errors": s.errors,
+        "audio_seconds": round(s.audio_seconds, 1),
+        "compute_seconds": round(s.compute_seconds, 1),
+        "partial_latency_p50_ms": round(s.partial_latency_p50_ms, 1),
+        "partial_latency_p95_ms": round(s.partial_latency_p95_ms, 1),
+        "last_batch_size": s.last_batch_size,
+    }
+    return records, start, end, server
+
+
 def quantiles(values: list[float]) -> dict[str, float | int | None]:
     if not values:
         return {"n": 0, "p50": None, "p95": None, "max": None}
@@ -341,7 +443,7 @@ def write_report(report: dict[str, Any], out: Path) -> str:
         f"| server CPU, whole run / steady | {cpu['mean_percent']} / {cpu['steady_percent']} % of one core |",
         f"| server RSS start / peak / end | {rss['start']} / {rss['peak']} / {rss['end']} MB "
         f"(lifetime peak {rss['lifetime_peak']}) |",
-        f"| client CPU | {report['client_cpu_percent']} % of one core |",
+        f"| client CPU ({report.get('client', 'threads')}) | {report['client_cpu_percent']} % of one core |",
         f"| client send lag p95 / max | {lag['p95']} / {lag['max']} ms |",
         "",
         "Partial latency: for each partial, from sending the newest chunk it covers "
@@ -385,6 +487,13 @@ def main() -> int:
     parser.add_argument(
         "--decode-workers", type=int, default=None, help="server: beam-search processes for the finals"
     )
+    parser.add_argument(
+        "--client",
+        choices=("aio", "threads"),
+        default="aio",
+        help="load generator: one asyncio loop for all streams (aio, light), or the library's "
+        "RecognizerClient with a thread per stream (threads, what an app would use)",
+    )
     parser.add_argument("--out", default="reports/load_bench", help="report path prefix")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--server-config", default="{}", help=argparse.SUPPRESS)
@@ -418,7 +527,8 @@ def main() -> int:
             flush=True,
         )
         cpu_before = resource.getrusage(resource.RUSAGE_SELF)
-        records, start, end, server_stats = run_load(
+        runner = run_load_aio if args.client == "aio" else run_load
+        records, start, end, server_stats = runner(
             port, clips, args.streams, args.seconds, args.ramp, args.mode, args.chunk_ms
         )
         cpu_after = resource.getrusage(resource.RUSAGE_SELF)
@@ -440,6 +550,7 @@ def main() -> int:
         "mode": args.mode,
         "chunk_ms": args.chunk_ms,
         "server_threads": args.server_threads,
+        "client": args.client,
         "server_config": server_extra,
         "wall_seconds": round(wall, 1),
         "streams_ok": codes.get("OK", 0),

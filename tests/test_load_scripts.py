@@ -1,0 +1,69 @@
+"""The load and capacity benchmark scripts' measuring code, on a tiny in-thread server."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from asr.server.app import ServerConfig, start_in_thread
+
+from tests.test_server import make_tiny_recognizer, noise
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+
+
+def _script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_aio_load_client_measures_partials_and_finals(tmp_path: Path) -> None:
+    bench_load = _script("bench_load")
+    server = start_in_thread(
+        ServerConfig(host="127.0.0.1", port=0, grace_s=0.5), make_tiny_recognizer(tmp_path)
+    )
+    try:
+        clips = [noise(1.2, seed=1), noise(0.8, seed=2)]
+        records, start, end, stats = bench_load.run_load_aio(server.port, clips, 3, 1.0, 0.2, "stream", 100.0)
+    finally:
+        server.stop()
+    assert len(records) >= 3 and all(r.status == "OK" for r in records)
+    assert end - start >= 1.0
+    assert all(r.final_ms is not None and r.final_ms >= 0 for r in records)
+    assert sum(len(r.partial_ms) for r in records) > 0
+    assert all(0 <= ms < 60_000 for r in records for ms in r.partial_ms)
+    assert stats["total_streams"] == len(records)
+
+
+def _run(streams: int, failed: int = 0, p95: float | None = 120.0, f95: float | None = 150.0) -> dict:
+    return {
+        "streams": streams,
+        "mode": "stream",
+        "streams_failed": failed,
+        "status_codes": {"OK": 10},
+        "partial_ms": {"p95": p95},
+        "final_ms": {"p95": f95},
+    }
+
+
+@pytest.mark.parametrize(
+    ("run", "holds"),
+    [
+        (_run(10), True),
+        (_run(10, failed=1), False),
+        (_run(10, p95=351.0), False),
+        (_run(10, p95=349.0, f95=301.0), False),
+        (_run(10, p95=None), False),
+    ],
+)
+def test_capacity_verdict(run: dict, holds: bool) -> None:
+    ok, why = _script("bench_capacity").verdict(run, chunk_ms=100.0)
+    assert ok is holds
+    assert bool(why) is not holds
