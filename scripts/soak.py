@@ -80,6 +80,7 @@ def start_server(args: argparse.Namespace, log_path: Path) -> Server:
     cmd += ["--no-lm"] if args.no_lm else ["--lm", args.lm]
     if args.server_threads:
         cmd += ["--threads", str(args.server_threads)]
+    cmd += args.serve_args.split()
     started = time.monotonic()
     process = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     log: deque[str] = deque(maxlen=200)
@@ -355,7 +356,7 @@ def build_report(
         "config": {
             "streams": args.streams, "seconds": args.seconds, "warmup_seconds": warm, "mode": args.mode,
             "clip_seconds": list(args.clip_seconds), "chunk_ms": args.chunk_ms, "channels": n_channels,
-            "window_seconds": window, "seed": args.seed,
+            "window_seconds": window, "seed": args.seed, "serve_args": args.serve_args,
             "models": {"streaming": args.streaming_model, "offline": None if args.no_offline else args.offline_model,
                        "lm": None if args.no_lm else args.lm},
             "load_average_at_start": list(os.getloadavg()), "cpus": os.cpu_count(),
@@ -389,8 +390,9 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
     lines = [
         "# Soak test",
         "",
-        f"`scripts/soak.py --streams {c['streams']} --seconds {c['seconds']:g} --warmup-seconds {c['warmup_seconds']:g}`"
-        f" (mode {c['mode']}, clips {c['clip_seconds'][0]:g}-{c['clip_seconds'][1]:g} s, {c['channels']} channel(s),"
+        f"`scripts/soak.py --streams {c['streams']} --seconds {c['seconds']:g} --warmup-seconds {c['warmup_seconds']:g}"
+        + (f" --serve-args \"{c['serve_args']}\"`" if c.get("serve_args") else "`")
+        + f" (mode {c['mode']}, clips {c['clip_seconds'][0]:g}-{c['clip_seconds'][1]:g} s, {c['channels']} channel(s),"
         f" {c['cpus']} CPUs, load average at start {c['load_average_at_start'][0]:.2f})",
         "",
         "| | |",
@@ -466,6 +468,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lm", default=str(ROOT / "models" / "lm"), help="server's language model folder")
     p.add_argument("--no-lm", action="store_true", help="server without the language model")
     p.add_argument("--server-threads", type=int, default=0, help="server torch threads (0: torch default)")
+    p.add_argument(
+        "--serve-args",
+        default="",
+        help='more `asr serve` flags, e.g. "--int8 --decode-workers 1 --token-min-logp -3"',
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the clip choices")
     args = p.parse_args(argv)
     if args.streams < 1 or args.seconds <= 0 or args.warmup_seconds < 0 or args.streams_per_channel < 1:
