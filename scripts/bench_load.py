@@ -291,17 +291,22 @@ def run_load(
         for t in threads:
             t.join()
         end = time.monotonic()
-        s = client.stats()
-        server = {
-            "total_streams": s.total_streams,
-            "errors": s.errors,
-            "audio_seconds": round(s.audio_seconds, 1),
-            "compute_seconds": round(s.compute_seconds, 1),
-            "partial_latency_p50_ms": round(s.partial_latency_p50_ms, 1),
-            "partial_latency_p95_ms": round(s.partial_latency_p95_ms, 1),
-            "last_batch_size": s.last_batch_size,
-        }
+        server = server_stats(client)
     return records, start, end, server
+
+
+def server_stats(client: RecognizerClient) -> dict[str, float]:
+    """The server's own counters (GetStats), for the report."""
+    s = client.stats()
+    return {
+        "total_streams": s.total_streams,
+        "errors": s.errors,
+        "audio_seconds": round(s.audio_seconds, 1),
+        "compute_seconds": round(s.compute_seconds, 1),
+        "partial_latency_p50_ms": round(s.partial_latency_p50_ms, 1),
+        "partial_latency_p95_ms": round(s.partial_latency_p95_ms, 1),
+        "last_batch_size": s.last_batch_size,
+    }
 
 
 async def run_stream_aio(stub: Any, audio: np.ndarray, mode: str, chunk_ms: float) -> StreamRecord:
@@ -393,16 +398,7 @@ def run_load_aio(
 
     start, end = asyncio.run(main())
     with RecognizerClient(f"127.0.0.1:{port}") as client:
-        s = client.stats()
-    server = {
-        "total_streams": s.total_streams,
-        "errors": s.errors,
-        "audio_seconds": round(s.audio_seconds, 1),
-        "compute_seconds": round(s.compute_seconds, 1),
-        "partial_latency_p50_ms": round(s.partial_latency_p50_ms, 1),
-        "partial_latency_p95_ms": round(s.partial_latency_p95_ms, 1),
-        "last_batch_size": s.last_batch_size,
-    }
+        server = server_stats(client)
     return records, start, end, server
 
 
