@@ -127,6 +127,24 @@ def stop_server(child: subprocess.Popen[str]) -> None:
         child.wait()
 
 
+def _descendants(pid: int) -> list[int]:
+    """Live child processes of ``pid``, recursively (from /proc/PID/task/*/children)."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                children = [int(c) for c in f.read().split()]
+        except OSError:
+            continue
+        for child in children:
+            found += [child, *_descendants(child)]
+    return found
+
+
 @dataclass
 class ProcessMonitor:
     """Samples a process's CPU time and RSS from /proc every ``interval`` seconds."""
@@ -138,10 +156,17 @@ class ProcessMonitor:
     _thread: threading.Thread | None = None
 
     def read(self) -> tuple[float, float, int]:
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        cpu = (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime (fields 14, 15)
-        rss = int(fields[21]) * _PAGE  # field 24
+        """(time, CPU seconds, RSS bytes) of the server and its live child processes
+        (``--decode-workers``), so that work moved out of the main process still counts."""
+        cpu, rss = 0.0, 0
+        for pid in [self.pid, *_descendants(self.pid)]:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:  # exited meanwhile
+                continue
+            cpu += (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime (fields 14, 15)
+            rss += int(fields[21]) * _PAGE  # field 24
         return time.monotonic(), cpu, rss
 
     def peak_rss(self) -> int:
@@ -436,7 +461,8 @@ def write_report(report: dict[str, Any], out: Path) -> str:
         f"| partial latency p50 / p95 / max | {p['p50']} / {p['p95']} / {p['max']} ms ({p['n']} partials) |",
         f"| final latency p50 / p95 / max | {f['p50']} / {f['p95']} / {f['max']} ms ({f['n']} finals; "
         f"{report['streams_without_final']} streams had theirs before the end of audio) |",
-        f"| server CPU, whole run / steady | {cpu['mean_percent']} / {cpu['steady_percent']} % of one core |",
+        f"| server CPU (with its decode workers), whole run / steady | {cpu['mean_percent']} / "
+        f"{cpu['steady_percent']} % of one core |",
         f"| server RSS start / peak / end | {rss['start']} / {rss['peak']} / {rss['end']} MB "
         f"(lifetime peak {rss['lifetime_peak']}) |",
         f"| client CPU ({report.get('client', 'threads')}) | {report['client_cpu_percent']} % of one core |",
