@@ -80,20 +80,54 @@ def log_mel(audio: np.ndarray | torch.Tensor, config: FeatureConfig = FeatureCon
     n = num_frames(x.numel(), config)
     if n == 0:
         return torch.zeros(0, config.n_mels)
-    frames = x.unfold(0, config.win_length, config.hop_length)[:n] * _window(config)  # (T, W)
-    # torch.stft would do the same; explicit framing keeps each frame independent of
-    # how many frames are computed together.
-    spec = torch.fft.rfft(frames, n=config.n_fft)  # (T, F)
+    return _log_mel_frames(x.unfold(0, config.win_length, config.hop_length)[:n], config)
+
+
+def _log_mel_frames(frames: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
+    """``(T, win_length)`` raw sample frames -> ``(T, n_mels)`` log-mel, each row on its own.
+
+    torch.stft would do the same; explicit framing keeps each frame independent of how
+    many frames are computed together (one utterance, or many streams' chunks at once).
+    """
+    spec = torch.fft.rfft(frames * _window(config), n=config.n_fft)  # (T, F)
     power = spec.real.square() + spec.imag.square()
     mel = power @ _mel_basis(config)  # (T, M)
     return torch.log(mel + config.log_floor)
+
+
+def log_mel_many(segments: list[np.ndarray], config: FeatureConfig = FeatureConfig()) -> list[torch.Tensor]:
+    """:func:`log_mel` of several waveforms in one batched computation.
+
+    One call costs a few torch operations whatever the number of segments, where a
+    call per segment costs them per segment: what a server with hundreds of streams
+    sending 100 ms chunks needs. Each result equals ``log_mel(segment)`` (rows are
+    computed independently).
+    """
+    counts = [num_frames(len(seg), config) for seg in segments]
+    total = sum(counts)
+    if total == 0:
+        return [torch.zeros(0, config.n_mels) for _ in segments]
+    starts, used, base = [], [], 0
+    for seg, n in zip(segments, counts, strict=True):
+        if n:
+            # Frame t of this segment covers joined[base + hop t : base + hop t + win].
+            starts.append(base + config.hop_length * np.arange(n))
+            used.append(np.asarray(seg[: (n - 1) * config.hop_length + config.win_length], dtype=np.float32))
+            base += len(used[-1])
+    joined = np.concatenate(used)
+    index = np.concatenate(starts)[:, None] + np.arange(config.win_length)
+    frames = torch.from_numpy(joined[index])
+    mels = _log_mel_frames(frames, config).split(counts)
+    return list(mels)
 
 
 class StreamingFeatureExtractor:
     """Log-mel for audio arriving in chunks of any size.
 
     ``accept(chunk)`` returns the frames completed by that chunk; concatenated, they
-    equal :func:`log_mel` of the concatenated audio.
+    equal :func:`log_mel` of the concatenated audio. ``take(chunk)`` is the same split
+    in two: it returns the samples whose log-mel are those frames, for a caller that
+    computes many streams' features together (:func:`log_mel_many`).
     """
 
     def __init__(self, config: FeatureConfig = FeatureConfig()) -> None:
@@ -101,17 +135,20 @@ class StreamingFeatureExtractor:
         self._buffer = np.zeros(0, np.float32)
         self.frames_emitted = 0
 
-    def accept(self, chunk: np.ndarray) -> torch.Tensor:
+    def take(self, chunk: np.ndarray) -> np.ndarray:
+        """Samples covering the frames this chunk completes (empty when none)."""
         chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
         buf = np.concatenate([self._buffer, chunk]) if len(self._buffer) else chunk
         n = num_frames(len(buf), self.config)
         if n == 0:
             self._buffer = buf.copy()
-            return torch.zeros(0, self.config.n_mels)
-        feats = log_mel(buf[: (n - 1) * self.config.hop_length + self.config.win_length], self.config)
+            return np.zeros(0, np.float32)
         self._buffer = buf[n * self.config.hop_length :].copy()
         self.frames_emitted += n
-        return feats
+        return buf[: (n - 1) * self.config.hop_length + self.config.win_length]
+
+    def accept(self, chunk: np.ndarray) -> torch.Tensor:
+        return log_mel(self.take(chunk), self.config)
 
     def reset(self) -> None:
         self._buffer = np.zeros(0, np.float32)

@@ -32,7 +32,7 @@ import torch
 from asr.audio import SAMPLE_RATE, StreamResampler
 from asr.decoding import STEP_SECONDS, Decoder, Hypothesis
 from asr.evaluate import batch_log_probs
-from asr.features import Normalizer, StreamingFeatureExtractor
+from asr.features import Normalizer, StreamingFeatureExtractor, log_mel
 from asr.model import CTCModel, LSTMState
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,6 @@ class StreamingSession:
         self.features = StreamingFeatureExtractor()
         self.state: LSTMState | None = None
         self._pending = torch.zeros(0, model.config.n_mels)  # frames not yet a full stack
-        self._raw_pending: list[torch.Tensor] = []  # un-normalised twins (two-pass)
         self.step = 0  # global model steps consumed
         self.utterance_index = 0
         self._utt = _Utterance(start_step=0)
@@ -176,21 +175,27 @@ class StreamingSession:
         Returns:
             ``(T, n_mels)`` with ``T`` a multiple of the stack (possibly 0).
         """
+        return self.frames_from_mels(log_mel(self.take_audio(audio), self.features.config))
+
+    def take_audio(self, audio: np.ndarray) -> np.ndarray:
+        """First half of :meth:`push_audio`: resample and buffer; return the 16 kHz samples
+        whose log-mel frames are complete (for a server that computes the log-mel of many
+        streams at once with :func:`asr.features.log_mel_many`)."""
         if self.finished:
             raise RuntimeError("session already finished")
-        audio16 = self.resampler.process(np.asarray(audio, dtype=np.float32))
-        return self._frames_ready(self.features.accept(audio16))
+        return self.features.take(self.resampler.process(np.asarray(audio, dtype=np.float32)))
+
+    def frames_from_mels(self, mels: torch.Tensor) -> torch.Tensor:
+        """Second half of :meth:`push_audio`: normalise, keep what is short of a stack."""
+        frames = torch.cat([self._pending, self.normalizer(mels)]) if len(mels) else self._pending
+        usable = len(frames) // self.stack * self.stack
+        self._pending = frames[usable:]
+        return frames[:usable]
 
     def flush_audio(self) -> torch.Tensor:
         """End of audio: drain the resampler; leftover frames short of a stack are dropped."""
         audio16 = self.resampler.process(np.zeros(0, np.float32), last=True)
-        return self._frames_ready(self.features.accept(audio16))
-
-    def _frames_ready(self, frames: torch.Tensor) -> torch.Tensor:
-        frames = torch.cat([self._pending, self.normalizer(frames)]) if len(frames) else self._pending
-        usable = len(frames) // self.stack * self.stack
-        self._pending = frames[usable:]
-        return frames[:usable]
+        return self.frames_from_mels(self.features.accept(audio16))
 
     # ---------------------------------------------------------- model output
     def run_model(self, frames: torch.Tensor) -> np.ndarray:

@@ -5,6 +5,8 @@
 # or, on a fresh machine (no last.pt), warm-starts from the shipped models/<kind>/model.pt.
 # A fresh machine first needs the corpus: make corpus (about 30 min).
 #   scripts/train-models.sh [MAX_MINUTES] [STREAMING_STEPS] [OFFLINE_STEPS] [ANNEAL_STEPS]
+# Optional environment: STREAMING_LR (default 5e-4), OFFLINE_LR (1.5e-3), LR_HALF_LIFE (4000 steps);
+# a resumed run recomputes its lr from these at its current step.
 # To stop early but cleanly (final dev eval + save): touch data/runs/<kind>/STOP, or SIGTERM.
 # Logs: data/logs/train-{streaming,offline}.log. Progress: data/runs/<kind>/log.jsonl.
 #
@@ -21,11 +23,15 @@ minutes=${1:-0}
 streaming_steps=${2:-40000}
 offline_steps=${3:-40000}
 anneal=${4:-3000}
+streaming_lr=${STREAMING_LR:-5e-4}
+offline_lr=${OFFLINE_LR:-1.5e-3}
+half_life=${LR_HALF_LIFE:-4000}
 mkdir -p data/logs
 [ -f data/corpus/train-clean.jsonl ] ||
   .venv/bin/asr corpus clean-subset data/corpus/train.jsonl --out data/corpus/train-clean.jsonl
 common=(--dev data/corpus/dev.jsonl --batch-frames 12000 --threads 1 --eval-every 500
-        --save-every 200 --max-minutes "$minutes" --anneal-steps "$anneal")
+        --save-every 200 --max-minutes "$minutes" --anneal-steps "$anneal"
+        --lr-half-life "$half_life")
 # Cache features once (both cores), so the two jobs don't race on the cache.
 .venv/bin/python -c "
 from asr.data import load_feature_set
@@ -37,7 +43,7 @@ export OMP_NUM_THREADS=1
 init() { [ -f "models/$1/model.pt" ] && echo "--init-from models/$1/model.pt"; }
 nohup .venv/bin/asr train --kind streaming --out data/runs/streaming \
   --train data/corpus/train.jsonl data/corpus/train-clean.jsonl "${common[@]}" \
-  --steps "$streaming_steps" --lr 5e-4 $(init streaming) >> data/logs/train-streaming.log 2>&1 &
+  --steps "$streaming_steps" --lr "$streaming_lr" $(init streaming) >> data/logs/train-streaming.log 2>&1 &
 nohup .venv/bin/asr train --kind offline --out data/runs/offline --train data/corpus/train.jsonl \
-  "${common[@]}" --steps "$offline_steps" $(init offline) >> data/logs/train-offline.log 2>&1 &
+  "${common[@]}" --steps "$offline_steps" --lr "$offline_lr" $(init offline) >> data/logs/train-offline.log 2>&1 &
 echo "training in the background: tail -f data/logs/train-{streaming,offline}.log"

@@ -268,8 +268,8 @@ class RecognizerService(asr_pb2_grpc.RecognizerServicer):
                             f"stream longer than the {self.limits.max_stream_seconds:g} s maximum",
                             grpc.StatusCode.OUT_OF_RANGE,
                         )
-                    frames = session.push_audio(samples)
-                    log_probs = await self.batcher.step(session, frames)
+                    # Log-mel and LSTM step both run batched across streams.
+                    frames, log_probs = await self.batcher.step_audio(session, session.take_audio(samples))
                     if session.may_decode(len(log_probs)):  # a final (beam search) may be due
                         results = await loop.run_in_executor(None, session.consume, frames, log_probs)
                     else:  # greedy bookkeeping only: a thread hop would cost more than the call

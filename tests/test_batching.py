@@ -58,6 +58,39 @@ def test_one_batched_call_matches_each_session_alone(tiny_model: CTCModel) -> No
     assert [s.step for s in batched] == [s.step for s in solo]
 
 
+def test_batched_front_end_matches_push_audio(tiny_model: CTCModel) -> None:
+    """step_audio (log-mel of all streams in one call, then the LSTM) equals push_audio + step."""
+    model = _blank_biased(tiny_model)
+    batcher = StreamBatcher(model, max_batch=16, max_wait_ms=50.0)
+    rng = np.random.default_rng(1)
+    solo = [_session(model) for _ in range(5)]
+    batched = [_session(model) for _ in range(5)]
+
+    async def rounds() -> None:
+        for _ in range(6):
+            # Down to 100 samples: some chunks complete no frame, some no full stack.
+            chunks = [
+                (0.3 * rng.standard_normal(int(rng.integers(100, 4000)))).astype(np.float32) for _ in solo
+            ]
+            outputs = await asyncio.gather(
+                *(batcher.step_audio(s, s.take_audio(c)) for s, c in zip(batched, chunks, strict=True))
+            )
+            for s_solo, s_batched, chunk, (f, out) in zip(solo, batched, chunks, outputs, strict=True):
+                f_solo = s_solo.push_audio(chunk)
+                assert f.shape == f_solo.shape
+                torch.testing.assert_close(f, f_solo, atol=1e-4, rtol=0)
+                ref = s_solo.run_model(f_solo)
+                assert out.shape == ref.shape
+                np.testing.assert_allclose(out, ref, atol=1e-4, rtol=0)
+                s_solo.consume(f_solo, ref)
+                s_batched.consume(f, out)
+        await batcher.stop()
+
+    asyncio.run(rounds())
+    assert [s.step for s in batched] == [s.step for s in solo]
+    assert batcher.batches > 0
+
+
 class _CountingDecoder(Decoder):
     def __init__(self) -> None:
         super().__init__()

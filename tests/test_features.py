@@ -16,6 +16,7 @@ from asr.features import (
     NormalizerStats,
     StreamingFeatureExtractor,
     log_mel,
+    log_mel_many,
     num_frames,
 )
 
@@ -168,6 +169,32 @@ def test_streaming_parity_any_chunking(sizes: list[int], seed: int) -> None:
     whole = log_mel(audio)
     assert streamed.shape == whole.shape
     torch.testing.assert_close(streamed, whole, atol=PARITY_ATOL, rtol=0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=5000), min_size=1, max_size=12),
+    seed=st.integers(min_value=0, max_value=2**16),
+)
+def test_log_mel_many_equals_one_call_per_segment(sizes: list[int], seed: int) -> None:
+    """The server's batched front end: many streams' segments in one call, each as if alone."""
+    segments = [noise(seed + k, size) for k, size in enumerate(sizes)]
+    batched = log_mel_many(segments)
+    assert len(batched) == len(segments)
+    for segment, feats in zip(segments, batched, strict=True):
+        alone = log_mel(segment)
+        assert feats.shape == alone.shape == (num_frames(len(segment)), N_MELS)
+        torch.testing.assert_close(feats, alone, atol=PARITY_ATOL, rtol=0)
+
+
+def test_take_then_batched_log_mel_equals_accept() -> None:
+    audio = noise(11, 9000)
+    a, b = StreamingFeatureExtractor(), StreamingFeatureExtractor()
+    for start in range(0, len(audio), 1234):
+        chunk = audio[start : start + 1234]
+        (taken,) = log_mel_many([b.take(chunk)])
+        torch.testing.assert_close(taken, a.accept(chunk), atol=PARITY_ATOL, rtol=0)
+    assert a.frames_emitted == b.frames_emitted == num_frames(len(audio))
 
 
 # ---------------------------------------------------------------------------
