@@ -507,6 +507,9 @@ def main() -> int:
         "--max-wait-ms", type=float, default=None, help="server: longest wait to fill a batch (default 10)"
     )
     parser.add_argument(
+        "--max-batch", type=int, default=None, help="server: streams per batched model step (default 64)"
+    )
+    parser.add_argument(
         "--decode-workers", type=int, default=None, help="server: beam-search processes for the finals"
     )
     parser.add_argument(
@@ -529,6 +532,7 @@ def main() -> int:
             ("beam_width", args.beam_width),
             ("token_min_logp", args.token_min_logp),
             ("max_wait_ms", args.max_wait_ms),
+            ("max_batch", args.max_batch),
             ("decode_workers", args.decode_workers),
         )
         if value is not None

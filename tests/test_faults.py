@@ -196,6 +196,23 @@ def test_client_deadline_exceeded(client: RecognizerClient) -> None:
     assert time.monotonic() - started < 4.0  # not the 5 s of audio
 
 
+def test_slow_but_steady_client_outlives_the_idle_timeout(stub: asr_pb2_grpc.RecognizerStub) -> None:
+    """The timeout is per gap between messages, not per stream: gaps of 0.6 x the timeout,
+    for 2.4 x the timeout in all, never trip it (the server's timer re-arms itself)."""
+    pcm = float_to_pcm16(noise(0.4))
+
+    def trickle() -> Iterator[Request]:
+        yield config_request()
+        for chunk in audio_requests(pcm, 1600):  # 4 messages
+            time.sleep(0.6 * IDLE_TIMEOUT_S)
+            yield chunk
+
+    started = time.monotonic()
+    responses = list(stub.StreamingRecognize(trickle(), timeout=30))
+    assert time.monotonic() - started >= 2.4 * IDLE_TIMEOUT_S
+    assert [r for r in responses if any(res.is_final for res in r.results)]
+
+
 def test_silent_client_hits_the_idle_timeout(stub: asr_pb2_grpc.RecognizerStub) -> None:
     release = threading.Event()
 
