@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,8 +58,13 @@ class StreamBatcher:
         self.model = model
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
-        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._pending: list[_Job] = []  # submitted, not yet in a batch, oldest first
+        self._wakeup: asyncio.Event | None = None  # set while _pending has jobs
+        self._full: asyncio.Event | None = None  # set once _pending holds max_batch jobs
         self._task: asyncio.Task[None] | None = None
+        # Its own thread: in the loop's default pool a batch could wait behind finals
+        # (beam searches) that block their threads, stalling every stream at once.
+        self._executor: ThreadPoolExecutor | None = None
         self.batches = 0
         self.items = 0
         self.last_batch_size = 0
@@ -66,6 +72,10 @@ class StreamBatcher:
 
     def start(self) -> None:
         if self._task is None:
+            self._wakeup, self._full = asyncio.Event(), asyncio.Event()
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="stream-batcher")
+            if self._pending:
+                self._wakeup.set()
             self._task = asyncio.get_running_loop().create_task(self._run(), name="stream-batcher")
 
     async def stop(self) -> None:
@@ -76,15 +86,15 @@ class StreamBatcher:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
 
     async def step(self, session: StreamingSession, frames: torch.Tensor) -> np.ndarray:
         """Run the model on ``frames`` for ``session`` (batched with other streams)."""
         if len(frames) == 0:
             return np.zeros((0, self.model.config.vocab_size), np.float32)
-        self.start()
-        future: asyncio.Future[tuple[torch.Tensor, np.ndarray]] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Job(session, frames, future))
-        return (await future)[1]
+        return (await self._submit(session, frames, None))[1]
 
     async def step_audio(
         self, session: StreamingSession, audio: np.ndarray
@@ -98,37 +108,53 @@ class StreamBatcher:
         if len(audio) == 0:  # no complete frame: nothing to compute, nothing queued
             frames = session.frames_from_mels(torch.zeros(0, self.model.config.n_mels))
             return frames, np.zeros((0, self.model.config.vocab_size), np.float32)
+        return await self._submit(session, None, audio)
+
+    async def _submit(
+        self, session: StreamingSession, frames: torch.Tensor | None, audio: np.ndarray | None
+    ) -> tuple[torch.Tensor, np.ndarray]:
+        # A list and two events, not an asyncio.Queue with a wait_for per job: a few
+        # awaits per batch instead of a task and a timer per chunk.
         self.start()
+        assert self._wakeup is not None and self._full is not None
         future: asyncio.Future[tuple[torch.Tensor, np.ndarray]] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Job(session, None, future, audio=audio))
+        self._pending.append(_Job(session, frames, future, audio=audio))
+        self._wakeup.set()
+        if len(self._pending) >= self.max_batch:
+            self._full.set()
         return await future
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        assert self._wakeup is not None and self._full is not None
         while True:
-            jobs = [await self._queue.get()]
-            deadline = loop.time() + self.max_wait
-            while len(jobs) < self.max_batch:
-                timeout = deadline - loop.time()
-                if timeout <= 0:
-                    # Take whatever is already queued without waiting.
-                    while len(jobs) < self.max_batch and not self._queue.empty():
-                        jobs.append(self._queue.get_nowait())
-                    break
+            await self._wakeup.wait()
+            # Wait for a full batch, at most max_wait after the oldest job was submitted.
+            wait = self._pending[0].submitted + self.max_wait - time.perf_counter()
+            if len(self._pending) < self.max_batch and wait > 0:
                 try:
-                    jobs.append(await asyncio.wait_for(self._queue.get(), timeout))
+                    async with asyncio.timeout(wait):
+                        await self._full.wait()
                 except TimeoutError:
-                    break
+                    pass
             # A session may appear twice (two chunks queued): later chunks wait for the next round.
             seen: set[int] = set()
-            now, later = [], []
-            for job in jobs:
-                (later if id(job.session) in seen else now).append(job)
+            now: list[_Job] = []
+            later: list[_Job] = []
+            for job in self._pending:
+                if len(now) < self.max_batch and id(job.session) not in seen:
+                    now.append(job)
+                else:
+                    later.append(job)
                 seen.add(id(job.session))
-            for job in later:
-                self._queue.put_nowait(job)
+            self._pending = later
+            self._full.clear()
+            if len(later) >= self.max_batch:
+                self._full.set()
+            if not later:
+                self._wakeup.clear()
             try:
-                outputs = await loop.run_in_executor(None, self._forward, now)
+                outputs = await loop.run_in_executor(self._executor, self._forward, now)
             except Exception as e:  # noqa: BLE001 - report to every waiting stream
                 log.exception("batched model step failed")
                 for job in now:
