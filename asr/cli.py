@@ -501,7 +501,12 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--idle-timeout", type=float, default=30, help="seconds without a message before a stream ends"
     )
-    p.add_argument("--max-batch", type=int, default=64, help="streams per batched model step")
+    p.add_argument(
+        "--max-batch",
+        type=int,
+        default=256,
+        help="most streams per batched model step (bigger batches cost less per stream)",
+    )
     p.add_argument("--max-wait-ms", type=float, default=10, help="longest wait to fill a batch")
     p.add_argument("--tls-cert", help="PEM certificate (with --tls-key: TLS on)")
     p.add_argument("--tls-key", help="PEM private key")

@@ -507,7 +507,7 @@ def main() -> int:
         "--max-wait-ms", type=float, default=None, help="server: longest wait to fill a batch (default 10)"
     )
     parser.add_argument(
-        "--max-batch", type=int, default=None, help="server: streams per batched model step (default 64)"
+        "--max-batch", type=int, default=None, help="server: streams per batched model step (default 256)"
     )
     parser.add_argument(
         "--decode-workers", type=int, default=None, help="server: beam-search processes for the finals"

@@ -59,7 +59,7 @@ class ServerConfig:
     max_message_bytes: int = 4 * 2**20
     max_stream_seconds: float = 3600.0
     idle_timeout_s: float = 30.0
-    max_batch: int = 64
+    max_batch: int = 256
     max_wait_ms: float = 10.0
     tls_cert: str | None = None
     tls_key: str | None = None
