@@ -95,7 +95,11 @@ def _log_mel_frames(frames: torch.Tensor, config: FeatureConfig) -> torch.Tensor
     return torch.log(mel + config.log_floor)
 
 
-def log_mel_many(segments: list[np.ndarray], config: FeatureConfig = FeatureConfig()) -> list[torch.Tensor]:
+def log_mel_many(
+    segments: list[np.ndarray],
+    config: FeatureConfig = FeatureConfig(),
+    normalizer: Normalizer | None = None,
+) -> list[torch.Tensor]:
     """:func:`log_mel` of several waveforms in one batched computation.
 
     One call costs a few torch operations whatever the number of segments, where a
@@ -103,22 +107,30 @@ def log_mel_many(segments: list[np.ndarray], config: FeatureConfig = FeatureConf
     sending 100 ms chunks needs. Each result equals ``log_mel(segment)`` (rows are
     computed independently).
     """
+    hop, win = config.hop_length, config.win_length
     counts = [num_frames(len(seg), config) for seg in segments]
     total = sum(counts)
     if total == 0:
         return [torch.zeros(0, config.n_mels) for _ in segments]
-    starts, used, base = [], [], 0
-    for seg, n in zip(segments, counts, strict=True):
+    # Lay the segments out end to end, each padded to a whole number of hops, so that
+    # every frame starts on a hop boundary of the joined buffer: one strided view then
+    # holds all frames (plus a few spanning two segments, which are skipped).
+    blocks = [-(-((n - 1) * hop + win) // hop) if n else 0 for n in counts]  # hops per segment
+    joined = np.zeros(sum(blocks) * hop + win, np.float32)
+    rows = np.empty(total, np.int64)
+    base = row = 0
+    for seg, n, hops in zip(segments, counts, blocks, strict=True):
         if n:
-            # Frame t of this segment covers joined[base + hop t : base + hop t + win].
-            starts.append(base + config.hop_length * np.arange(n))
-            used.append(np.asarray(seg[: (n - 1) * config.hop_length + config.win_length], dtype=np.float32))
-            base += len(used[-1])
-    joined = np.concatenate(used)
-    index = np.concatenate(starts)[:, None] + np.arange(config.win_length)
-    frames = torch.from_numpy(joined[index])
-    mels = _log_mel_frames(frames, config).split(counts)
-    return list(mels)
+            used = (n - 1) * hop + win
+            joined[base * hop : base * hop + used] = seg[:used]
+            rows[row : row + n] = np.arange(base, base + n)
+            base += hops
+            row += n
+    frames = torch.from_numpy(joined).unfold(0, win, hop)[torch.from_numpy(rows)]  # (total, win)
+    mels = _log_mel_frames(frames, config)
+    if normalizer is not None:
+        mels = normalizer(mels)
+    return list(mels.split(counts))
 
 
 class StreamingFeatureExtractor:

@@ -185,9 +185,13 @@ class StreamingSession:
             raise RuntimeError("session already finished")
         return self.features.take(self.resampler.process(np.asarray(audio, dtype=np.float32)))
 
-    def frames_from_mels(self, mels: torch.Tensor) -> torch.Tensor:
-        """Second half of :meth:`push_audio`: normalise, keep what is short of a stack."""
-        frames = torch.cat([self._pending, self.normalizer(mels)]) if len(mels) else self._pending
+    def frames_from_mels(self, mels: torch.Tensor, normalized: bool = False) -> torch.Tensor:
+        """Second half of :meth:`push_audio`: normalise (unless the caller already did,
+        with this session's ``normalizer``), keep what is short of a stack."""
+        if len(mels):
+            frames = torch.cat([self._pending, mels if normalized else self.normalizer(mels)])
+        else:
+            frames = self._pending
         usable = len(frames) // self.stack * self.stack
         self._pending = frames[usable:]
         return frames[:usable]

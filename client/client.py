@@ -203,6 +203,13 @@ class ServerStats:
     partial_latency_p50_ms: float
     partial_latency_p95_ms: float
     last_batch_size: int
+    batches: int = 0  # batched model steps since the server started
+    batched_chunks: int = 0  # stream chunks those steps carried
+    batch_compute_seconds: float = 0.0
+
+    @property
+    def mean_batch_size(self) -> float:
+        return self.batched_chunks / self.batches if self.batches else 0.0
 
 
 def _event(result: asr_pb2.StreamingRecognitionResult, sent: float) -> StreamEvent:
@@ -501,6 +508,9 @@ class RecognizerClient:
             partial_latency_p50_ms=r.partial_latency_p50_ms,
             partial_latency_p95_ms=r.partial_latency_p95_ms,
             last_batch_size=r.last_batch_size,
+            batches=r.batches,
+            batched_chunks=r.batched_chunks,
+            batch_compute_seconds=r.batch_compute_seconds,
         )
 
     def health(self, service: str = "") -> str:

@@ -331,6 +331,9 @@ def server_stats(client: RecognizerClient) -> dict[str, float]:
         "partial_latency_p50_ms": round(s.partial_latency_p50_ms, 1),
         "partial_latency_p95_ms": round(s.partial_latency_p95_ms, 1),
         "last_batch_size": s.last_batch_size,
+        "batches": s.batches,
+        "mean_batch_size": round(s.mean_batch_size, 1),
+        "batch_compute_seconds": round(s.batch_compute_seconds, 1),
     }
 
 

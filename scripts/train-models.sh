@@ -5,7 +5,8 @@
 # or, on a fresh machine (no last.pt), warm-starts from the shipped models/<kind>/model.pt.
 # A fresh machine first needs the corpus: make corpus (about 30 min).
 #   scripts/train-models.sh [MAX_MINUTES] [STREAMING_STEPS] [OFFLINE_STEPS] [ANNEAL_STEPS]
-# Optional environment: STREAMING_LR (default 5e-4), OFFLINE_LR (1.5e-3), LR_HALF_LIFE (4000 steps);
+# Optional environment: STREAMING_LR (default 5e-4), OFFLINE_LR (1.5e-3), LR_HALF_LIFE (4000 steps),
+# TRAIN_ARGS (extra asr train options for both jobs, e.g. "--no-specaugment");
 # a resumed run recomputes its lr from these at its current step.
 # To stop early but cleanly (final dev eval + save): touch data/runs/<kind>/STOP, or SIGTERM.
 # Logs: data/logs/train-{streaming,offline}.log. Progress: data/runs/<kind>/log.jsonl.
@@ -31,7 +32,7 @@ mkdir -p data/logs
   .venv/bin/asr corpus clean-subset data/corpus/train.jsonl --out data/corpus/train-clean.jsonl
 common=(--dev data/corpus/dev.jsonl --batch-frames 12000 --threads 1 --eval-every 500
         --save-every 200 --max-minutes "$minutes" --anneal-steps "$anneal"
-        --lr-half-life "$half_life")
+        --lr-half-life "$half_life" ${TRAIN_ARGS:-})
 # Cache features once (both cores), so the two jobs don't race on the cache.
 .venv/bin/python -c "
 from asr.data import load_feature_set

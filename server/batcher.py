@@ -180,9 +180,13 @@ class StreamBatcher:
                 h = torch.cat([s[0] for s in states], dim=1)  # (L, B, H)
                 c = torch.cat([s[1] for s in states], dim=1)
                 lp, out_lengths, (h_new, c_new) = self.model(x, lengths, (h, c))  # lp: (B, T', V)
+                # One split and one numpy view for the whole batch, not ops per row:
+                # each torch call would release and re-take the GIL the event loop holds.
+                h_rows, c_rows = h_new.split(1, dim=1), c_new.split(1, dim=1)
+                lp_np = lp.numpy()
                 for row, (k, steps) in enumerate(zip(run, out_lengths.tolist(), strict=True)):
-                    jobs[k].session.state = (h_new[:, row : row + 1].clone(), c_new[:, row : row + 1].clone())
-                    outputs[k] = (frames[k], lp[row, :steps].numpy())
+                    jobs[k].session.state = (h_rows[row], c_rows[row])
+                    outputs[k] = (frames[k], lp_np[row, :steps])
         self.batches += 1
         self.items += len(run)
         self.last_batch_size = len(run)
@@ -194,9 +198,14 @@ class StreamBatcher:
         """Each job's model-ready frames; log-mel of all audio jobs in one call."""
         audio = [job for job in jobs if job.frames is None and job.audio is not None]
         if audio:
+            # Streams of one model share its normalizer: normalise the batch in one op.
+            normalizer = audio[0].session.normalizer
+            shared = all(job.session.normalizer is normalizer for job in audio)
             mels = log_mel_many(
-                [job.audio for job in audio if job.audio is not None], audio[0].session.features.config
+                [job.audio for job in audio if job.audio is not None],
+                audio[0].session.features.config,
+                normalizer if shared else None,
             )
             for job, mel in zip(audio, mels, strict=True):
-                job.frames = job.session.frames_from_mels(mel)
+                job.frames = job.session.frames_from_mels(mel, normalized=shared)
         return [job.frames if job.frames is not None else torch.zeros(0) for job in jobs]

@@ -432,4 +432,7 @@ class RecognizerService(asr_pb2_grpc.RecognizerServicer):
             partial_latency_p50_ms=m.partial_latency.quantile(0.5),
             partial_latency_p95_ms=m.partial_latency.quantile(0.95),
             last_batch_size=self.batcher.last_batch_size,
+            batches=self.batcher.batches,
+            batched_chunks=self.batcher.items,
+            batch_compute_seconds=self.batcher.compute_seconds,
         )

@@ -273,6 +273,10 @@ def test_stats_count_streams_and_audio(client: RecognizerClient) -> None:
     assert after.total_streams == before.total_streams + 1
     assert after.audio_seconds == pytest.approx(before.audio_seconds + 1.0)
     assert after.active_streams == 0 and after.last_batch_size >= 1
+    # one stream: every batch it took part in carried only its own chunk
+    assert after.batches > before.batches
+    assert after.batched_chunks - before.batched_chunks == after.batches - before.batches
+    assert after.batch_compute_seconds > before.batch_compute_seconds
 
 
 # ---------------------------------------------------------------------- limits

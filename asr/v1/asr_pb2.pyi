@@ -202,7 +202,7 @@ class GetStatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetStatsResponse(_message.Message):
-    __slots__ = ("active_streams", "total_streams", "errors", "audio_seconds", "compute_seconds", "partial_latency_p50_ms", "partial_latency_p95_ms", "last_batch_size")
+    __slots__ = ("active_streams", "total_streams", "errors", "audio_seconds", "compute_seconds", "partial_latency_p50_ms", "partial_latency_p95_ms", "last_batch_size", "batches", "batched_chunks", "batch_compute_seconds")
     ACTIVE_STREAMS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_STREAMS_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
@@ -211,6 +211,9 @@ class GetStatsResponse(_message.Message):
     PARTIAL_LATENCY_P50_MS_FIELD_NUMBER: _ClassVar[int]
     PARTIAL_LATENCY_P95_MS_FIELD_NUMBER: _ClassVar[int]
     LAST_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    BATCHED_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_COMPUTE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     active_streams: int
     total_streams: int
     errors: int
@@ -219,4 +222,7 @@ class GetStatsResponse(_message.Message):
     partial_latency_p50_ms: float
     partial_latency_p95_ms: float
     last_batch_size: int
-    def __init__(self, active_streams: _Optional[int] = ..., total_streams: _Optional[int] = ..., errors: _Optional[int] = ..., audio_seconds: _Optional[float] = ..., compute_seconds: _Optional[float] = ..., partial_latency_p50_ms: _Optional[float] = ..., partial_latency_p95_ms: _Optional[float] = ..., last_batch_size: _Optional[int] = ...) -> None: ...
+    batches: int
+    batched_chunks: int
+    batch_compute_seconds: float
+    def __init__(self, active_streams: _Optional[int] = ..., total_streams: _Optional[int] = ..., errors: _Optional[int] = ..., audio_seconds: _Optional[float] = ..., compute_seconds: _Optional[float] = ..., partial_latency_p50_ms: _Optional[float] = ..., partial_latency_p95_ms: _Optional[float] = ..., last_batch_size: _Optional[int] = ..., batches: _Optional[int] = ..., batched_chunks: _Optional[int] = ..., batch_compute_seconds: _Optional[float] = ...) -> None: ...
