@@ -17,7 +17,7 @@ same client and audio) and checks each run against the service's targets:
 The largest count that holds all three is the verdict. Counts run in the given order and
 the sweep stops after the first failing count unless ``--all``. Server settings
 (``--int8``, ``--beam-width``, ``--token-min-logp``, ``--max-wait-ms``, ``--max-batch``,
-``--decode-workers``) pass through to
+``--decode-workers``, ``--gil-switch-ms``) pass through to
 every run. Writes ``reports/capacity[-LABEL].{json,md}`` and keeps each run's own report
 under ``reports/capacity/``. Run it on an otherwise idle machine: the report records the
 load average before each run.
@@ -103,6 +103,9 @@ def main() -> int:
     parser.add_argument("--max-wait-ms", type=float, default=None, help="server: batcher wait")
     parser.add_argument("--max-batch", type=int, default=None, help="server: streams per batched step")
     parser.add_argument("--decode-workers", type=int, default=None, help="server: beam-search processes")
+    parser.add_argument(
+        "--gil-switch-ms", type=float, default=None, help="server: GIL switch interval (0: Python's 5 ms)"
+    )
     parser.add_argument("--all", action="store_true", help="go on after a failing count")
     parser.add_argument("--label", default="", help="report name suffix: reports/capacity-LABEL")
     args = parser.parse_args()
@@ -112,7 +115,14 @@ def main() -> int:
     if args.int8:
         server["int8"] = True
         passthrough.append("--int8")
-    for name in ("beam_width", "token_min_logp", "max_wait_ms", "max_batch", "decode_workers"):
+    for name in (
+        "beam_width",
+        "token_min_logp",
+        "max_wait_ms",
+        "max_batch",
+        "decode_workers",
+        "gil_switch_ms",
+    ):
         value = getattr(args, name)
         if value is not None:
             server[name] = value

@@ -516,6 +516,12 @@ def main() -> int:
         "--decode-workers", type=int, default=None, help="server: beam-search processes for the finals"
     )
     parser.add_argument(
+        "--gil-switch-ms",
+        type=float,
+        default=None,
+        help="server: GIL switch interval in ms (default 1; 0: Python's own 5 ms)",
+    )
+    parser.add_argument(
         "--client",
         choices=("aio", "threads"),
         default="aio",
@@ -540,6 +546,8 @@ def main() -> int:
         )
         if value is not None
     }
+    if args.gil_switch_ms is not None:
+        server_extra["gil_switch_ms"] = args.gil_switch_ms or None
     if not (1 <= args.streams <= 1000 and 0 < args.seconds <= 3600 and args.chunk_ms > 0 and args.ramp >= 0):
         parser.error("expected 1 <= --streams <= 1000, 0 < --seconds <= 3600, --chunk-ms > 0, --ramp >= 0")
 

@@ -7,6 +7,7 @@ results arrive, their shape, status codes, limits, auth and counters.
 from __future__ import annotations
 
 import io
+import sys
 import threading
 import time
 import urllib.error
@@ -370,8 +371,21 @@ def test_int8_and_cheaper_finals_serve(recognizer: Recognizer) -> None:
         assert any(e.is_final and e.text for e in events)
 
 
+def test_gil_switch_interval_is_set_while_serving_and_restored(recognizer: Recognizer) -> None:
+    before = sys.getswitchinterval()
+    for _ in _start(recognizer, gil_switch_ms=0.5):
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+        for _ in _start(recognizer, gil_switch_ms=2.0):  # a second server in the same process
+            assert sys.getswitchinterval() == pytest.approx(0.002)
+    assert sys.getswitchinterval() == pytest.approx(before)
+    for _ in _start(recognizer, gil_switch_ms=None):  # None leaves it alone
+        assert sys.getswitchinterval() == pytest.approx(before)
+
+
 @pytest.mark.parametrize(
-    "changes", [{"beam_width": 0}, {"token_min_logp": 0.5}], ids=["beam-0", "floor-positive"]
+    "changes",
+    [{"beam_width": 0}, {"token_min_logp": 0.5}, {"gil_switch_ms": 0.0}],
+    ids=["beam-0", "floor-positive", "switch-0"],
 )
 def test_bad_decoder_settings_are_refused(recognizer: Recognizer, changes: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="expected"):
