@@ -22,6 +22,7 @@ The Markdown report, its tables and the plots are rendered by :mod:`asr.bench_re
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -509,6 +510,11 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     from asr.bench_report import markdown, pick_example, plot_ctc_alignment, plot_frontier, plot_rtf
 
     started = time.perf_counter()
+    if config.peer and importlib.util.find_spec("pocketsphinx") is None:
+        # Fail before the minutes of measuring, not at the peer stage at the end.
+        raise RuntimeError(
+            "PocketSphinx (the peer) is not installed: pip install -e '.[bench]', or pass --no-peer"
+        )
     torch.set_num_threads(max(config.threads))
     bench = _Bench(config)
     meta = {

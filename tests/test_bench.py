@@ -119,3 +119,18 @@ def test_speech_bounds_find_the_tone() -> None:
     audio = (audio + 1e-4 * np.random.default_rng(0).standard_normal(len(audio))).astype(np.float32)
     start, end = speech_bounds(audio)
     assert start == pytest.approx(0.5, abs=0.03) and end == pytest.approx(1.5, abs=0.03)
+
+
+def test_missing_peer_fails_before_measuring(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Without PocketSphinx the bench stops at once with the fix, not after minutes of work."""
+    import importlib.util
+
+    from asr.bench import BenchConfig, run_bench
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "pocketsphinx" else real(name, *a)
+    )
+    with pytest.raises(RuntimeError, match="--no-peer"):
+        run_bench(BenchConfig(out=tmp_path, test_manifest=str(tmp_path / "missing.jsonl")))
+    assert not any(tmp_path.iterdir())
