@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from asr.beam import BeamOutput, BlankFrameSkipper, IncrementalBeamSearch
 from asr.text import BLANK, LABELS, Vocabulary
 
 log = logging.getLogger(__name__)
@@ -63,42 +64,6 @@ def _utterance_confidence(words: Sequence[Word], probs_max: np.ndarray) -> float
     if words:
         return float(np.mean([w.confidence for w in words]))
     return float(probs_max.mean()) if len(probs_max) else 1.0
-
-
-def compress_blank_frames(
-    log_probs: np.ndarray, token_min_logp: float, blank: int = BLANK
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Drop the frames a CTC beam search cannot act on, without changing its result.
-
-    pyctcdecode extends its beams, at each frame, only with the symbols whose log-prob is
-    at least ``token_min_logp`` (and the frame's best symbol). At a frame where that
-    leaves blank alone, every beam just takes the blank: the first such frame of a run
-    changes the beams (a repeated character may follow it), and the rest of the run
-    maps the beams onto themselves, adding the same blank log-prob to every score.
-    Dropping those repeats leaves the beams, their ranking and pruning unchanged.
-
-    Returns:
-        ``(kept log-probs, original index of each kept frame, summed log-prob of the
-        dropped frames)``; add the last to a beam's score to get the uncompressed score.
-    """
-    lp = np.asarray(log_probs, dtype=np.float32)
-    if len(lp) < 2:
-        return lp, np.arange(len(lp)), 0.0
-    others = np.delete(lp, blank, axis=1).max(axis=1)
-    blank_only = (others < token_min_logp) & (lp.argmax(axis=1) == blank)
-    drop = blank_only.copy()
-    drop[1:] &= blank_only[:-1]  # keep the first frame of every blank-only run
-    drop[0] = False
-    keep = np.flatnonzero(~drop)
-    return lp[keep], keep, float(lp[drop, blank].sum())
-
-
-def _uncompress(index: np.ndarray, start: int, end: int) -> tuple[int, int]:
-    """A word's ``[start, end)`` frames after :func:`compress_blank_frames`, in original frames."""
-    if start < 0 or start >= len(index):  # no frames (pyctcdecode marks these -1)
-        return start, end
-    last = min(max(end - 1, start), len(index) - 1)
-    return int(index[start]), int(index[last]) + 1
 
 
 def words_from_frames(
@@ -221,6 +186,23 @@ class Decoder:
             score=score,
         )
 
+    def search(
+        self,
+        hotwords: Sequence[str] | None = None,
+        hotword_weight: float | None = None,
+        n_best: int = 1,
+        eager: bool = False,
+    ) -> UtteranceSearch:
+        """A beam search for one utterance, fed with :meth:`UtteranceSearch.extend` as its
+        log-probs arrive.
+
+        Args:
+            eager: search each extend at once (so a final only scores the sentence end);
+                by default frames are buffered and searched when a result is asked for,
+                which keeps ``extend`` cheap for a caller on an event loop.
+        """
+        return LocalSearch(self, hotwords, hotword_weight, n_best, eager)
+
     def beam(
         self,
         log_probs: np.ndarray,
@@ -230,24 +212,64 @@ class Decoder:
         time_offset: float = 0.0,
     ) -> list[Hypothesis]:
         """Beam search with the LM (if any) and optional hotwords; best first."""
+        search = self.search(hotwords, hotword_weight, n_best)
+        search.extend(log_probs)
+        return search.result(time_offset)
+
+    def incremental(
+        self, hotwords: Sequence[str] | None, hotword_weight: float | None, n_best: int
+    ) -> IncrementalBeamSearch:
+        """The bare incremental search over pyctcdecode's LM and scorers (see asr.beam)."""
+        o = self.options
+        return IncrementalBeamSearch(
+            self._beam,
+            beam_width=max(o.beam_width, n_best),
+            beam_prune_logp=o.beam_prune_logp,
+            token_min_logp=o.token_min_logp,
+            hotwords=hotwords,
+            hotword_weight=o.hotword_weight if hotword_weight is None else hotword_weight,
+        )
+
+
+class UtteranceSearch:
+    """One utterance's beam search, fed as the model's log-probs arrive.
+
+    Repeated blank-only frames are dropped here (:class:`asr.beam.BlankFrameSkipper`);
+    the rest go to the search, in this process (:class:`LocalSearch`) or in a decode
+    worker (:class:`PooledDecoder`). Word confidences use every frame, dropped or not.
+    """
+
+    def __init__(self, decoder: Decoder, n_best: int) -> None:
+        self.n_best = n_best
+        self._vocab = decoder.vocab
+        self._skipper = BlankFrameSkipper(decoder.options.token_min_logp, decoder.vocab.blank)
+        self._probs_max: list[np.ndarray] = []  # (n,) best-symbol posterior per frame, per extend
+
+    @property
+    def frames(self) -> int:
+        return self._skipper.frames
+
+    def extend(self, log_probs: np.ndarray) -> None:
+        """The next ``(n, V)`` log-probs of the utterance."""
         lp = np.asarray(log_probs, dtype=np.float32)
         if len(lp) == 0:
+            return
+        if lp.ndim != 2 or lp.shape[1] != len(self._vocab.labels):
+            raise ValueError(f"expected (n, {len(self._vocab.labels)}) log-probs, got {lp.shape}")
+        self._probs_max.append(np.exp(lp.max(-1)))
+        kept, index = self._skipper(lp)
+        if len(kept):
+            self._submit(kept, index)
+
+    def result(self, time_offset: float = 0.0) -> list[Hypothesis]:
+        """The n best hypotheses so far, best first (the search may go on after this)."""
+        if self.frames == 0:
             return [Hypothesis(text="", confidence=1.0)]
-        probs_max = np.exp(lp.max(-1))
-        kept, index, dropped_score = compress_blank_frames(lp, self.options.token_min_logp, self.vocab.blank)
-        # Map compressed frame numbers back; one past the end stays one past the end.
-        index = np.append(index, len(lp))
-        beams = self._beam.decode_beams(
-            kept,
-            beam_width=max(self.options.beam_width, n_best),
-            beam_prune_logp=self.options.beam_prune_logp,
-            token_min_logp=self.options.token_min_logp,
-            hotwords=[h for h in (hotwords or []) if h.strip()] or None,
-            hotword_weight=self.options.hotword_weight if hotword_weight is None else hotword_weight,
-        )
+        probs_max = np.concatenate(self._probs_max)
+        if len(self._probs_max) > 1:
+            self._probs_max = [probs_max]
         results = []
-        for text, _lm_state, word_frames, _logit_score, combined in beams[:n_best]:
-            word_frames = [(w, _uncompress(index, s, e)) for w, (s, e) in word_frames]
+        for text, word_frames, _logit_score, combined in self._beams()[: self.n_best]:
             words = tuple(
                 Word(
                     word=w,
@@ -262,10 +284,50 @@ class Decoder:
                     text=" ".join(text.split()),
                     words=words,
                     confidence=round(_utterance_confidence(words, probs_max), 4),
-                    score=float(combined) + dropped_score,
+                    score=float(combined) + self._skipper.dropped_score,
                 )
             )
         return results or [Hypothesis(text="", confidence=1.0)]
+
+    def close(self) -> None:
+        """Release the search (a worker's copy of it); results are no longer available."""
+
+    def _submit(self, kept: np.ndarray, index: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _beams(self) -> list[BeamOutput]:
+        raise NotImplementedError
+
+
+class LocalSearch(UtteranceSearch):
+    """:class:`UtteranceSearch` in this process."""
+
+    def __init__(
+        self,
+        decoder: Decoder,
+        hotwords: Sequence[str] | None,
+        hotword_weight: float | None,
+        n_best: int,
+        eager: bool,
+    ) -> None:
+        super().__init__(decoder, n_best)
+        self._search = decoder.incremental(hotwords, hotword_weight, n_best)
+        self._eager = eager
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def _submit(self, kept: np.ndarray, index: np.ndarray) -> None:
+        if self._eager:
+            self._search.extend(kept, index)
+        else:
+            self._pending.append((kept, index))
+
+    def _beams(self) -> list[BeamOutput]:
+        if self._pending:
+            kept = np.concatenate([k for k, _ in self._pending])
+            index = np.concatenate([i for _, i in self._pending])
+            self._pending = []
+            self._search.extend(kept, index)
+        return self._search.result()
 
 
 def blank_run(log_probs: np.ndarray, blank: int = BLANK) -> int:
@@ -275,79 +337,3 @@ def blank_run(log_probs: np.ndarray, blank: int = BLANK) -> int:
     is_blank = np.asarray(log_probs).argmax(-1) == blank
     nonblank = np.flatnonzero(~is_blank)
     return len(is_blank) if len(nonblank) == 0 else len(is_blank) - 1 - int(nonblank[-1])
-
-
-_POOL_DECODER: Decoder | None = None
-
-
-def _pool_init(spec: dict[str, Any]) -> None:
-    global _POOL_DECODER
-    _POOL_DECODER = Decoder.from_spec(spec)
-
-
-def _pool_beam(args: tuple[Any, ...]) -> list[Hypothesis]:
-    assert _POOL_DECODER is not None, "decoder worker not initialised"
-    return _POOL_DECODER.beam(*args)
-
-
-class PooledDecoder:
-    """A :class:`Decoder` whose beam searches run in worker processes.
-
-    pyctcdecode is pure Python, so in a server its beam searches (one per final) hold
-    the GIL that the event loop needs for every message. Here they run in ``workers``
-    spawned processes, each with its own copy of the decoder and LM; the calling
-    thread blocks on the result with the GIL released. Greedy decoding stays in the
-    calling process. Same interface as :class:`Decoder` for what sessions use.
-    """
-
-    def __init__(self, decoder: Decoder, workers: int) -> None:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        if workers < 1:
-            raise ValueError(f"expected workers >= 1, got {workers}")
-        self.local = decoder
-        self.vocab = decoder.vocab
-        self.options = decoder.options
-        self.lm_path = decoder.lm_path
-        self.workers = workers
-        self._pool = ProcessPoolExecutor(
-            workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_pool_init,
-            initargs=(decoder.spec(),),
-        )
-        # Start every worker now (LM loading takes seconds), not on the first final.
-        for future in [self._pool.submit(_pool_beam, (np.zeros((1, len(self.vocab.labels)), np.float32),))
-                       for _ in range(workers)]:  # fmt: skip
-            future.result()
-
-    @property
-    def has_lm(self) -> bool:
-        return self.local.has_lm
-
-    def spec(self) -> dict[str, Any]:
-        return self.local.spec()
-
-    def greedy(self, log_probs: np.ndarray, time_offset: float = 0.0) -> Hypothesis:
-        return self.local.greedy(log_probs, time_offset)
-
-    def beam(
-        self,
-        log_probs: np.ndarray,
-        hotwords: Sequence[str] | None = None,
-        hotword_weight: float | None = None,
-        n_best: int = 1,
-        time_offset: float = 0.0,
-    ) -> list[Hypothesis]:
-        args = (
-            np.asarray(log_probs, dtype=np.float32),
-            tuple(hotwords or ()),
-            hotword_weight,
-            n_best,
-            time_offset,
-        )
-        return self._pool.submit(_pool_beam, args).result()
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from asr.audio import SAMPLE_RATE, StreamResampler
-from asr.decoding import STEP_SECONDS, Decoder, Hypothesis
+from asr.decoding import STEP_SECONDS, Decoder, Hypothesis, UtteranceSearch
 from asr.evaluate import batch_log_probs
 from asr.features import Normalizer, StreamingFeatureExtractor, log_mel
 from asr.model import CTCModel, LSTMState
@@ -116,7 +116,7 @@ class Result:
 @dataclass
 class _Utterance:
     start_step: int  # global step index of the first step of this utterance
-    log_probs: list[np.ndarray] = field(default_factory=list)  # (n, V) per chunk
+    search: UtteranceSearch | None = None  # beam search of the streaming log-probs, fed as they come
     frames: list[torch.Tensor] = field(default_factory=list)  # normalised frames (two-pass)
     steps: int = 0
     speech_started: bool = False
@@ -155,7 +155,12 @@ class StreamingSession:
         self._pending = torch.zeros(0, model.config.n_mels)  # frames not yet a full stack
         self.step = 0  # global model steps consumed
         self.utterance_index = 0
-        self._utt = _Utterance(start_step=0)
+        # The streaming log-probs need a beam search for stream-mode finals and beam partials;
+        # two-pass finals search the BiLSTM's log-probs of the whole utterance instead.
+        self._search_stream = config.mode == "stream" or (
+            config.interim_results and config.partial_decoder == "beam"
+        )
+        self._utt = self._new_utterance(0)
         self.finished = False
         self._last_partial = ""
         self._vocab_labels = decoder.vocab.labels
@@ -294,7 +299,8 @@ class StreamingSession:
     def _append(self, utt: _Utterance, frames: torch.Tensor, log_probs: np.ndarray, a: int, b: int) -> None:
         if b <= a:
             return
-        utt.log_probs.append(log_probs[a:b])
+        if utt.search is not None:
+            utt.search.extend(log_probs[a:b])
         if self.config.mode == "two-pass":
             utt.frames.append(frames[a * self.stack : b * self.stack])
         utt.steps += b - a
@@ -304,11 +310,12 @@ class StreamingSession:
         t = round(step * STEP_SECONDS, 3)
         return Result(False, (), self.utterance_index, t, t, events=(event,))
 
-    def _utterance_log_probs(self) -> np.ndarray:
-        utt = self._utt
-        if not utt.log_probs:
-            return np.zeros((0, len(self._vocab_labels)), np.float32)
-        return np.concatenate(utt.log_probs)
+    def _new_utterance(self, start_step: int) -> _Utterance:
+        search = None
+        if self._search_stream:
+            c = self.config
+            search = self.decoder.search(c.hotwords, c.hotword_weight, c.n_best)
+        return _Utterance(start_step=start_step, search=search)
 
     def _partial_result(self) -> Result | None:
         if not self.config.interim_results or self.finished:
@@ -316,7 +323,8 @@ class StreamingSession:
         utt = self._utt
         offset = utt.start_step * STEP_SECONDS
         if self.config.partial_decoder == "beam":
-            hyp = self.decoder.beam(self._utterance_log_probs(), self.config.hotwords, time_offset=offset)[0]
+            assert utt.search is not None
+            hyp = utt.search.result(offset)[0]
         else:
             text = utt.text.strip()
             hyp = Hypothesis(text=text)
@@ -344,11 +352,12 @@ class StreamingSession:
             if self.offline_normalizer is not self.normalizer:
                 frames = self.offline_normalizer(frames * self.normalizer.std + self.normalizer.mean)
             lp = batch_log_probs(self.offline_model, [frames])[0].numpy()
-        else:
-            lp = self._utterance_log_probs()
-        return self.decoder.beam(
-            lp, self.config.hotwords, self.config.hotword_weight, self.config.n_best, offset
-        )
+            return self.decoder.beam(
+                lp, self.config.hotwords, self.config.hotword_weight, self.config.n_best, offset
+            )
+        if utt.search is not None:
+            return utt.search.result(offset)
+        return [Hypothesis(text="", confidence=1.0)]
 
     def _finalize(self) -> list[Result]:
         """Close the current utterance: final result (if it held speech) and reset."""
@@ -372,7 +381,9 @@ class StreamingSession:
             self.utterance_index += 1
             if self.config.single_utterance:
                 self.finished = True
-        self._utt = _Utterance(start_step=self.step)
+        if utt.search is not None:
+            utt.search.close()
+        self._utt = self._new_utterance(self.step) if not self.finished else _Utterance(self.step)
         self._last_partial = ""
         # The LSTM state runs on across utterances: resetting it mid-chunk would make
         # results depend on how the audio was chunked.
@@ -400,6 +411,15 @@ class StreamingSession:
             results.extend(self._finalize())
         self.finished = True
         return results
+
+    def close(self) -> None:
+        """Release what the session holds outside itself: a decode worker's open search.
+
+        Safe to call at any time, more than once; a dropped session is released too.
+        """
+        self.finished = True
+        if self._utt.search is not None:
+            self._utt.search.close()
 
 
 def results_text(results: Sequence[Result]) -> str:

@@ -6,7 +6,8 @@
 # A fresh machine first needs the corpus: make corpus (about 30 min).
 #   scripts/train-models.sh [MAX_MINUTES] [STREAMING_STEPS] [OFFLINE_STEPS] [ANNEAL_STEPS]
 # Optional environment: STREAMING_LR (default 5e-4), OFFLINE_LR (1.5e-3), LR_HALF_LIFE (4000 steps),
-# TRAIN_ARGS (extra asr train options for both jobs, e.g. "--no-specaugment");
+# TRAIN_ARGS (extra asr train options for both jobs, e.g. "--no-specaugment"), STREAMING_ARGS and
+# OFFLINE_ARGS (extra options for one of them);
 # a resumed run recomputes its lr from these at its current step.
 # To stop early but cleanly (final dev eval + save): touch data/runs/<kind>/STOP, or SIGTERM.
 # Logs: data/logs/train-{streaming,offline}.log. Progress: data/runs/<kind>/log.jsonl.
@@ -44,7 +45,7 @@ export OMP_NUM_THREADS=1
 init() { [ -f "models/$1/model.pt" ] && echo "--init-from models/$1/model.pt"; }
 nohup .venv/bin/asr train --kind streaming --out data/runs/streaming \
   --train data/corpus/train.jsonl data/corpus/train-clean.jsonl "${common[@]}" \
-  --steps "$streaming_steps" --lr "$streaming_lr" $(init streaming) >> data/logs/train-streaming.log 2>&1 &
+  --steps "$streaming_steps" --lr "$streaming_lr" $(init streaming) ${STREAMING_ARGS:-} >> data/logs/train-streaming.log 2>&1 &
 nohup .venv/bin/asr train --kind offline --out data/runs/offline --train data/corpus/train.jsonl \
-  "${common[@]}" --steps "$offline_steps" --lr "$offline_lr" $(init offline) >> data/logs/train-offline.log 2>&1 &
+  "${common[@]}" --steps "$offline_steps" --lr "$offline_lr" $(init offline) ${OFFLINE_ARGS:-} >> data/logs/train-offline.log 2>&1 &
 echo "training in the background: tail -f data/logs/train-{streaming,offline}.log"

@@ -38,7 +38,7 @@ from grpc_reflection.v1alpha import reflection
 
 from asr.api import Recognizer
 from asr.checkpoint import MODELS_DIR
-from asr.decoding import PooledDecoder
+from asr.decode_pool import PooledDecoder
 from asr.model import quantize_int8
 from asr.v1 import asr_pb2, asr_pb2_grpc
 

@@ -25,7 +25,7 @@ from asr.audio import (
     mulaw_to_float,
     pcm16_to_float,
 )
-from asr.streaming import EndpointConfig, EventType, Result, SessionConfig
+from asr.streaming import EndpointConfig, EventType, Result, SessionConfig, StreamingSession
 from asr.v1 import asr_pb2, asr_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -276,6 +276,7 @@ class RecognizerService(asr_pb2_grpc.RecognizerServicer):
         self.metrics.stream_started()
         loop = asyncio.get_running_loop()
         idle = _IdleTimer(self.limits.idle_timeout_s)
+        session: StreamingSession | None = None
         try:
             first = await self._next(request_iterator, idle)
             if first is None:
@@ -348,6 +349,8 @@ class RecognizerService(asr_pb2_grpc.RecognizerServicer):
             await context.abort(e.code, str(e))
         finally:
             idle.close()
+            if session is not None:
+                session.close()  # at once, also on cancel: a decode worker may hold its search
             self.metrics.stream_ended()
 
     def _observe(self, results: list[Result], since: float) -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from asr.server.batcher import StreamBatcher
 
-from asr.decoding import Decoder, Hypothesis
+from asr.decoding import Decoder, Hypothesis, UtteranceSearch
 from asr.features import Normalizer
 from asr.model import CTCModel
 from asr.streaming import EndpointConfig, SessionConfig, StreamingSession
@@ -73,13 +73,23 @@ def test_one_batched_call_matches_each_session_alone(tiny_model: CTCModel, front
 
 
 class _CountingDecoder(Decoder):
+    """Counts the beam-search results asked for (whole-utterance or incremental)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.beams = 0
 
-    def beam(self, *args, **kwargs) -> list[Hypothesis]:  # type: ignore[no-untyped-def]
-        self.beams += 1
-        return super().beam(*args, **kwargs)
+    def search(self, *args, **kwargs) -> UtteranceSearch:  # type: ignore[no-untyped-def]
+        search = super().search(*args, **kwargs)
+        counter = self
+        real = search.result
+
+        def counted(*a, **k) -> list[Hypothesis]:  # type: ignore[no-untyped-def]
+            counter.beams += 1
+            return real(*a, **k)
+
+        search.result = counted  # type: ignore[method-assign]
+        return search
 
 
 @pytest.mark.parametrize(

@@ -169,7 +169,7 @@ def _uncompressed_beam(
 def test_blank_frame_compression_changes_nothing(use_lm: bool) -> None:
     """Dropping repeated blank-only frames gives the same beams, word times and scores."""
     from asr.api import load_decoder
-    from asr.decoding import compress_blank_frames
+    from asr.beam import compress_blank_frames
 
     decoder = load_decoder(LM_DIR) if use_lm else Decoder()
     rng = np.random.default_rng(0)
@@ -197,10 +197,54 @@ def test_blank_frame_compression_changes_nothing(use_lm: bool) -> None:
 
 def test_blank_frame_compression_keeps_one_blank_between_repeats() -> None:
     """'oo' needs the blank between the two o's: compression keeps the first frame of a gap."""
-    from asr.decoding import compress_blank_frames
+    from asr.beam import compress_blank_frames
 
     lp = spell("oo", frames_per_char=1, gap=5, lead=4, p=0.999)
     kept, index, dropped = compress_blank_frames(lp, -5.0)
     assert Decoder().greedy(kept).text == "oo"
     assert len(kept) == 5  # blank, o, blank, o, blank: one frame of each blank run
     assert dropped < 0 and len(index) == len(kept)
+
+
+def _noisy_spelling(rng: np.random.Generator, text: str, noise: float) -> np.ndarray:
+    lp = spell(text, frames_per_char=2, gap=int(rng.integers(1, 6)), lead=8, p=0.97)
+    logits = lp + rng.normal(0, noise, lp.shape).astype(np.float32)
+    return logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("use_lm", [False, True], ids=["no-lm", "lm"])
+def test_incremental_search_equals_whole_utterance(use_lm: bool) -> None:
+    """Fed in random chunks, the search gives pyctcdecode's beams, word times and scores
+    for the whole input; a result taken midway equals decoding the prefix."""
+    from asr.api import load_decoder
+
+    decoder = load_decoder(LM_DIR) if use_lm else Decoder()
+    rng = np.random.default_rng(3)
+    for k in range(8):
+        lp = _noisy_spelling(rng, "the good book is all", 1.5 if k % 2 else 0.3)
+        search = decoder.search(n_best=3, eager=bool(k % 3))
+        cut = int(rng.integers(5, len(lp) - 5))
+        position = 0
+        while position < len(lp):
+            size = int(rng.integers(1, 12))
+            if position < cut <= position + size:
+                size = cut - position
+            search.extend(lp[position : position + size])
+            position += size
+            if position == cut:
+                midway = search.result()
+                assert [h.text for h in midway] == [h.text for h in decoder.beam(lp[:cut], n_best=3)]
+        got = search.result(time_offset=0.5)
+        expected = _uncompressed_beam(decoder, lp)
+        assert [h.text for h in got] == [text for text, _, _ in expected[:3]]
+        assert got[0].score == pytest.approx(expected[0][2], abs=1e-3)
+        want = [
+            (w, round(0.5 + s * STEP_SECONDS, 3), round(0.5 + max(e, s + 1) * STEP_SECONDS, 3))
+            for w, (s, e) in expected[0][1]
+        ]
+        assert [(w.word, w.start, w.end) for w in got[0].words] == want
+
+
+def test_search_rejects_wrong_vocabulary() -> None:
+    with pytest.raises(ValueError, match="log-probs"):
+        Decoder().search().extend(np.zeros((4, len(LABELS) + 1), np.float32))

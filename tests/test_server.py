@@ -401,4 +401,12 @@ def test_decode_workers_give_the_same_finals(recognizer: Recognizer, client: Rec
         assert type(server.handle.service.recognizer.decoder).__name__ == "PooledDecoder"
         with RecognizerClient(f"127.0.0.1:{server.port}") as pooled:
             got = [(e.text, e.start, e.end) for e in pooled.stream(audio, options) if e.is_final]
+            # A stream cancelled mid-utterance leaves no open search in the worker.
+            call = pooled.stream(noise(5.0), StreamOptions(interim_results=True), realtime=True)
+            next(iter(call))
+            call.cancel()
+            assert list(call) == []
+            pool = server.handle.service.recognizer.decoder
+            assert wait_for(lambda: pooled.stats().active_streams == 0)
+            assert wait_for(lambda: pool.open_searches() == 0)  # type: ignore[attr-defined,union-attr]  # noqa: B023
     assert got == expected and any(text for text, _, _ in got)

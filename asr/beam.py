@@ -1,0 +1,204 @@
+"""Incremental CTC prefix beam search with a KenLM n-gram, on pyctcdecode's scorers.
+
+pyctcdecode's ``decode_beams`` searches a whole utterance in one call. A server that
+calls it at each endpoint pays for the whole utterance at that moment, so a final
+waits for its search, and at a few hundred streams the finals queue up behind each
+other. :class:`IncrementalBeamSearch` runs the same search frame by frame as the audio
+arrives: :meth:`~IncrementalBeamSearch.extend` takes the next frames, and
+:meth:`~IncrementalBeamSearch.result` only has to score the end of the sentence.
+
+It is pyctcdecode 0.5's ``_decode_logits`` loop (character vocabulary, no BPE, no
+history pruning), made resumable, with three changes that leave its results as they
+were:
+
+* repeated blank-only frames are skipped (:class:`BlankFrameSkipper`): every beam
+  takes the blank there, which adds the same log-prob to every score;
+* scores are Python floats rather than numpy scalars (pyctcdecode's sums are float64
+  too, so the arithmetic is the same, only faster);
+* the language model, the hotword scorer and the beam merging are pyctcdecode's own
+  (``BeamSearchDecoderCTC._get_lm_beams`` and the module's ``_merge_beams``), so the
+  scores are its scores. A test checks chunked incremental decoding against
+  ``decode_beams`` on the whole input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from pyctcdecode.constants import MIN_TOKEN_CLIP_P
+from pyctcdecode.decoder import (
+    EMPTY_START_BEAM,
+    NULL_FRAMES,
+    BeamSearchDecoderCTC,
+    _log_softmax,
+    _merge_beams,
+    _normalize_whitespace,
+    _sort_and_trim_beams,
+)
+from pyctcdecode.language_model import HotwordScorer
+
+from asr.text import BLANK
+
+# (text, [(word, (first frame, end frame))], acoustic log score, combined score); best first
+BeamOutput = tuple[str, list[tuple[str, tuple[int, int]]], float, float]
+
+_LOG_CLIP = math.log(MIN_TOKEN_CLIP_P)
+
+
+class BlankFrameSkipper:
+    """Drops the frames a CTC beam search cannot act on, as they arrive.
+
+    A frame is *blank-only* when blank is its best symbol and every other symbol is
+    below ``token_min_logp``: the beam search extends every beam with the blank there
+    and nothing else. The first frame of a run of blank-only frames matters (a repeated
+    character may follow it); the rest of the run maps the beams onto themselves and
+    are dropped, their blank log-probs summed in :attr:`dropped_score`.
+    """
+
+    def __init__(self, token_min_logp: float, blank: int = BLANK) -> None:
+        self.token_min_logp = token_min_logp
+        self.blank = blank
+        self.frames = 0  # frames seen so far
+        self.dropped_score = 0.0
+        self._previous_blank_only = False
+
+    def __call__(self, log_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Next frames ``(n, V)`` -> ``(kept frames, index of each kept frame since the start)``."""
+        lp = np.asarray(log_probs, dtype=np.float32)
+        if len(lp) == 0:
+            return lp, np.zeros(0, np.int64)
+        others = np.delete(lp, self.blank, axis=1).max(axis=1)  # (n,)
+        blank_only = (others < self.token_min_logp) & (lp.argmax(axis=1) == self.blank)
+        previous = np.concatenate([[self._previous_blank_only], blank_only[:-1]])
+        drop = blank_only & previous
+        keep = np.flatnonzero(~drop)
+        self.dropped_score += float(lp[drop, self.blank].sum())
+        index = keep + self.frames
+        self.frames += len(lp)
+        self._previous_blank_only = bool(blank_only[-1])
+        return lp[keep], index
+
+
+def compress_blank_frames(
+    log_probs: np.ndarray, token_min_logp: float, blank: int = BLANK
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """:class:`BlankFrameSkipper` over a whole utterance.
+
+    Returns:
+        ``(kept log-probs, original index of each kept frame, summed log-prob of the
+        dropped frames)``; add the last to a beam's score to get the uncompressed score.
+    """
+    skipper = BlankFrameSkipper(token_min_logp, blank)
+    kept, index = skipper(log_probs)
+    return kept, index, skipper.dropped_score
+
+
+class IncrementalBeamSearch:
+    """One utterance's beam search, fed frame by frame.
+
+    Args:
+        decoder: pyctcdecode's decoder (its LM, alpha/beta and vocabulary are used).
+        beam_width / beam_prune_logp / token_min_logp: as in ``decode_beams``.
+        hotwords / hotword_weight: per-utterance hotwords and their boost.
+    """
+
+    def __init__(
+        self,
+        decoder: BeamSearchDecoderCTC,
+        beam_width: int,
+        beam_prune_logp: float,
+        token_min_logp: float,
+        hotwords: Sequence[str] | None = None,
+        hotword_weight: float = 10.0,
+    ) -> None:
+        if beam_width < 1:
+            raise ValueError(f"expected beam_width >= 1, got {beam_width}")
+        if decoder._is_bpe:  # noqa: SLF001 - our vocabulary is characters
+            raise ValueError("expected a character vocabulary, got a BPE decoder")
+        self._decoder = decoder
+        self.beam_width = beam_width
+        self.beam_prune_logp = beam_prune_logp
+        self.token_min_logp = token_min_logp
+        self._labels: list[str] = [decoder._idx2vocab[i] for i in range(len(decoder._idx2vocab))]  # noqa: SLF001
+        words = [h for h in (hotwords or ()) if h.strip()] or None
+        self._hotwords = HotwordScorer.build_scorer(words, weight=hotword_weight)
+        lm = decoder._language_model  # noqa: SLF001
+        start = lm.get_start_state() if lm is not None else None
+        self._lm_cache: dict[tuple[str, bool], Any] = {("", False): (0.0, 0.0, start)}
+        self._partial_cache: dict[str, float] = {}
+        self._beams: list[Any] = [EMPTY_START_BEAM]
+        self.frames_searched = 0
+
+    def extend(self, log_probs: np.ndarray, index: np.ndarray | None = None) -> None:
+        """Search the next frames.
+
+        Args:
+            log_probs: ``(n, V)`` log-probs (rows are renormalised and clipped as
+                pyctcdecode does).
+            index: each row's frame number in the utterance (word times come from it);
+                by default the rows follow on from the frames searched so far.
+        """
+        if len(log_probs) == 0:
+            return
+        lp = np.clip(_log_softmax(np.asarray(log_probs, dtype=np.float32), axis=1), _LOG_CLIP, 0)
+        if index is None:
+            index = np.arange(self.frames_searched, self.frames_searched + len(lp))
+        above = lp >= self.token_min_logp  # (n, V)
+        labels = self._labels
+        beams = self._beams
+        rows = zip(lp.tolist(), above, lp.argmax(axis=1).tolist(), index.tolist(), strict=True)
+        for row, chars, best_char, frame_idx in rows:
+            new_beams: list[Any] = []
+            # The same set as pyctcdecode's, built the same way: its iteration order decides
+            # which of two merged beams keeps its word frames.
+            for idx_char in set(np.flatnonzero(chars).tolist()) | {best_char}:
+                p_char = row[idx_char]
+                char = labels[idx_char]
+                for text, next_word, word_part, last_char, text_frames, part_frames, score in beams:
+                    if char == "" or last_char == char:  # blank, or a repeat that collapses
+                        new_part = part_frames if char == "" else (part_frames[0], frame_idx + 1)
+                        new_beams.append(
+                            (text, next_word, word_part, char, text_frames, new_part, score + p_char)
+                        )
+                    elif char == " ":  # a word ends
+                        frames = text_frames if word_part == "" else text_frames + [part_frames]
+                        new_beams.append((text, word_part, "", char, frames, NULL_FRAMES, score + p_char))
+                    else:  # the word goes on
+                        new_part = (
+                            (frame_idx, frame_idx + 1)
+                            if part_frames[0] < 0
+                            else (part_frames[0], frame_idx + 1)
+                        )
+                        new_beams.append(
+                            (text, next_word, word_part + char, char, text_frames, new_part, score + p_char)
+                        )
+            scored = self._decoder._get_lm_beams(  # noqa: SLF001
+                _merge_beams(new_beams), self._hotwords, self._lm_cache, self._partial_cache
+            )
+            best = max(b[-1] for b in scored)
+            scored = [b for b in scored if b[-1] >= best + self.beam_prune_logp]
+            beams = [b[:-1] for b in _sort_and_trim_beams(scored, self.beam_width)]
+        self._beams = beams
+        self.frames_searched = int(index[-1]) + 1
+
+    def result(self) -> list[BeamOutput]:
+        """The beams so far, best first, with the end of the sentence scored.
+
+        The search itself is unchanged, so it can go on (a partial result) or end here.
+        """
+        closing = []
+        for text, _, word_part, _, frame_list, frames, score in self._beams:
+            word_times = frame_list if word_part == "" else frame_list + [frames]
+            closing.append((text, word_part, "", None, word_times, NULL_FRAMES, score))
+        scored = self._decoder._get_lm_beams(  # noqa: SLF001
+            _merge_beams(closing), self._hotwords, self._lm_cache, self._partial_cache, is_eos=True
+        )
+        best = max(b[-1] for b in scored)
+        scored = [b for b in scored if b[-1] >= best + self.beam_prune_logp]
+        return [
+            (_normalize_whitespace(text), list(zip(text.split(), word_times, strict=False)), logit, combined)
+            for text, _, _, _, word_times, _, logit, combined in _sort_and_trim_beams(scored, self.beam_width)
+        ]

@@ -1,0 +1,296 @@
+"""Beam searches in decode worker processes, fed incrementally as streams run.
+
+pyctcdecode is pure Python, so in a server its searches would hold the GIL that the
+event loop needs for every message. :class:`PooledDecoder` runs them in ``workers``
+spawned processes, each with its own copy of the decoder and LM.
+
+A streaming final is searched *as the audio arrives*: each stream's utterance is a
+search kept open in one worker (:class:`RemoteSearch`). Every model step sends the
+stream's new frames there (after the repeated blank-only frames are dropped, which
+is most of them), and at the endpoint the worker only scores the sentence end. So a
+final no longer waits for a whole utterance's search, and at a few hundred streams
+the finals no longer queue behind each other in the worker.
+
+Messages to a worker are batched: extends wait up to ``FLUSH_SECONDS`` and go as one
+pipe write; a request that someone waits for (a result, a whole-utterance search)
+goes at once, after the extends queued before it, so a stream's frames always reach
+its search in order. Each worker has a sender and a reader thread on this side;
+callers block on a future with the GIL released.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import multiprocessing
+import threading
+import weakref
+from collections.abc import Sequence
+from concurrent.futures import Future
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from asr.beam import BeamOutput, IncrementalBeamSearch
+from asr.decoding import Decoder, Hypothesis, UtteranceSearch
+
+log = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 0.01  # longest an extend waits before it is sent
+
+
+def _worker_main(spec: dict[str, Any], inbox: Connection, outbox: Connection) -> None:
+    """A decode worker: open searches by key, whole-utterance searches on request."""
+    decoder = Decoder.from_spec(spec)
+    searches: dict[int, IncrementalBeamSearch] = {}
+    while True:
+        try:
+            batch = inbox.recv()
+        except EOFError:
+            return
+        if batch is None:
+            return
+        replies = []
+        for message in batch:
+            kind = message[0]
+            try:
+                if kind == "extend":
+                    _, key, kept, index = message
+                    search = searches.get(key)
+                    if search is not None:
+                        search.extend(kept, index)
+                elif kind == "open":
+                    _, key, hotwords, hotword_weight, n_best = message
+                    searches[key] = decoder.incremental(hotwords, hotword_weight, n_best)
+                elif kind == "close":
+                    searches.pop(message[1], None)
+                elif kind == "result":
+                    _, request, key = message
+                    search = searches.get(key)
+                    if search is None:
+                        replies.append((request, False, f"no open search {key}"))
+                    else:
+                        replies.append((request, True, search.result()))
+                elif kind == "beam":
+                    _, request, args = message
+                    replies.append((request, True, decoder.beam(*args)))
+                elif kind == "ping":
+                    replies.append((message[1], True, len(searches)))
+                else:
+                    log.error("decode worker: unknown message %r", kind)
+            except Exception as e:  # noqa: BLE001 - reported to the waiting caller
+                log.exception("decode worker: %s failed", kind)
+                if kind in ("result", "beam", "ping"):
+                    replies.append((message[1], False, f"{type(e).__name__}: {e}"))
+        if replies:
+            outbox.send(replies)
+
+
+class _Worker:
+    """One decode process and the two threads that talk to it."""
+
+    def __init__(self, spec: dict[str, Any], name: str) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        inbox_read, self._inbox = ctx.Pipe(duplex=False)
+        self._replies, outbox_write = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(
+            target=_worker_main, args=(spec, inbox_read, outbox_write), name=name, daemon=True
+        )
+        self.process.start()
+        inbox_read.close()
+        outbox_write.close()
+        self._lock = threading.Condition()
+        self._queued: list[tuple[Any, ...]] = []
+        self._urgent = False
+        self._closed = False
+        self._futures: dict[int, Future[Any]] = {}
+        self._requests = itertools.count()
+        self._sender = threading.Thread(target=self._send_loop, name=f"{name}-send", daemon=True)
+        self._reader = threading.Thread(target=self._read_loop, name=f"{name}-read", daemon=True)
+        self._sender.start()
+        self._reader.start()
+
+    def post(self, message: tuple[Any, ...]) -> None:
+        """Queue a message that nobody waits for (sent within FLUSH_SECONDS)."""
+        with self._lock:
+            if not self._closed:
+                self._queued.append(message)
+
+    def request(self, kind: str, *args: Any) -> Future[Any]:
+        """Send a request now (after what is queued); its reply resolves the future."""
+        future: Future[Any] = Future()
+        with self._lock:
+            if self._closed:
+                future.set_exception(RuntimeError("decode worker is closed"))
+                return future
+            request = next(self._requests)
+            self._futures[request] = future
+            self._queued.append((kind, request, *args))
+            self._urgent = True
+            self._lock.notify()
+        return future
+
+    def _send_loop(self) -> None:
+        while True:
+            with self._lock:
+                if not self._urgent and not self._closed:
+                    self._lock.wait(FLUSH_SECONDS)
+                batch, self._queued, self._urgent = self._queued, [], False
+                closed = self._closed
+            try:
+                if batch:
+                    self._inbox.send(batch)
+                if closed:
+                    self._inbox.send(None)
+                    return
+            except (OSError, ValueError):  # the worker is gone; the reader fails the futures
+                return
+
+    def _read_loop(self) -> None:
+        while True:
+            try:
+                replies = self._replies.recv()
+            except (EOFError, OSError):
+                break
+            for request, ok, payload in replies:
+                with self._lock:
+                    future = self._futures.pop(request, None)
+                if future is None:
+                    continue
+                if ok:
+                    future.set_result(payload)
+                else:
+                    future.set_exception(RuntimeError(f"decode worker: {payload}"))
+        with self._lock:
+            waiting, self._futures = list(self._futures.values()), {}
+            self._closed = True
+        for future in waiting:
+            future.set_exception(RuntimeError("decode worker exited"))
+
+    def close(self, timeout: float = 10.0) -> None:
+        with self._lock:
+            self._closed = True
+            self._lock.notify()
+        self._sender.join(timeout)
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout)
+        self._reader.join(timeout)
+        self._inbox.close()
+        self._replies.close()
+
+
+class RemoteSearch(UtteranceSearch):
+    """:class:`asr.decoding.UtteranceSearch` kept open in a decode worker.
+
+    ``extend`` costs this process only the blank-frame filtering and a queue append;
+    the search runs in the worker meanwhile. The worker's copy is dropped by
+    :meth:`close`, or when this object is garbage-collected.
+    """
+
+    def __init__(
+        self,
+        decoder: Decoder,
+        worker: _Worker,
+        key: int,
+        hotwords: Sequence[str] | None,
+        hotword_weight: float | None,
+        n_best: int,
+    ) -> None:
+        super().__init__(decoder, n_best)
+        self._worker = worker
+        self._key = key
+        self._open = (tuple(hotwords or ()), hotword_weight, n_best)
+        self._finalizer: weakref.finalize | None = None
+
+    def _submit(self, kept: np.ndarray, index: np.ndarray) -> None:
+        if self._finalizer is None:  # opened lazily: silence-only utterances cost nothing there
+            self._worker.post(("open", self._key, *self._open))
+            self._finalizer = weakref.finalize(self, self._worker.post, ("close", self._key))
+        self._worker.post(("extend", self._key, kept, index))
+
+    def _beams(self) -> list[BeamOutput]:
+        assert self._finalizer is not None, "result() of a search that saw no frames"
+        result: list[BeamOutput] = self._worker.request("result", self._key).result()
+        return result
+
+    def close(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer()
+
+
+class PooledDecoder:
+    """A :class:`Decoder` whose beam searches run in worker processes.
+
+    Same interface as :class:`Decoder` for what sessions use. Greedy decoding stays in
+    the calling process. A streaming search stays in one worker (chosen round-robin);
+    whole-utterance searches (offline and two-pass finals) go round-robin too.
+    """
+
+    def __init__(self, decoder: Decoder, workers: int) -> None:
+        if workers < 1:
+            raise ValueError(f"expected workers >= 1, got {workers}")
+        self.local = decoder
+        self.vocab = decoder.vocab
+        self.options = decoder.options
+        self.lm_path = decoder.lm_path
+        self.workers = workers
+        spec = decoder.spec()
+        self._workers = [_Worker(spec, f"decode-worker-{k}") for k in range(workers)]
+        self._keys = itertools.count()
+        # Wait for every worker now (LM loading takes seconds), not on the first final.
+        for worker in self._workers:
+            worker.request("ping").result()
+
+    @property
+    def has_lm(self) -> bool:
+        return self.local.has_lm
+
+    def spec(self) -> dict[str, Any]:
+        return self.local.spec()
+
+    def greedy(self, log_probs: np.ndarray, time_offset: float = 0.0) -> Hypothesis:
+        return self.local.greedy(log_probs, time_offset)
+
+    def _next(self) -> tuple[int, _Worker]:
+        key = next(self._keys)
+        return key, self._workers[key % len(self._workers)]
+
+    def search(
+        self,
+        hotwords: Sequence[str] | None = None,
+        hotword_weight: float | None = None,
+        n_best: int = 1,
+        eager: bool = True,
+    ) -> UtteranceSearch:
+        """An utterance search kept open in a worker (always eager: that is the point)."""
+        key, worker = self._next()
+        return RemoteSearch(self.local, worker, key, hotwords, hotword_weight, n_best)
+
+    def beam(
+        self,
+        log_probs: np.ndarray,
+        hotwords: Sequence[str] | None = None,
+        hotword_weight: float | None = None,
+        n_best: int = 1,
+        time_offset: float = 0.0,
+    ) -> list[Hypothesis]:
+        args = (
+            np.asarray(log_probs, dtype=np.float32),
+            tuple(hotwords or ()),
+            hotword_weight,
+            n_best,
+            time_offset,
+        )
+        result: list[Hypothesis] = self._next()[1].request("beam", args).result()
+        return result
+
+    def open_searches(self) -> int:
+        """Searches held open in the workers (for tests and stats)."""
+        return sum(int(w.request("ping").result()) for w in self._workers)
+
+    def close(self) -> None:
+        for worker in self._workers:
+            worker.close()
