@@ -6,8 +6,8 @@ spawned processes, each with its own copy of the decoder and LM.
 
 A streaming final is searched *as the audio arrives*: each stream's utterance is a
 search kept open in one worker (:class:`RemoteSearch`). Every model step sends the
-stream's new frames there (after the repeated blank-only frames are dropped, which
-is most of them), and at the endpoint the worker only scores the sentence end. So a
+stream's new log-probs there, the worker searches them meanwhile, and at the
+endpoint it only has to score the sentence end. So a
 final no longer waits for a whole utterance's search, and at a few hundred streams
 the finals no longer queue behind each other in the worker.
 
@@ -32,19 +32,37 @@ from typing import Any
 
 import numpy as np
 
-from asr.beam import BeamOutput, IncrementalBeamSearch
-from asr.decoding import Decoder, Hypothesis, UtteranceSearch
+from asr.decoding import Decoder, Hypothesis, LocalSearch, UtteranceSearch, check_log_probs
 
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.01  # longest an extend waits before it is sent
+BACKGROUND_FRAMES = 16  # a worker searches a stream's buffered frames once it has this many (480 ms)
 
 
 def _worker_main(spec: dict[str, Any], inbox: Connection, outbox: Connection) -> None:
-    """A decode worker: open searches by key, whole-utterance searches on request."""
+    """A decode worker: searches kept open by key, whole-utterance searches on request.
+
+    Requests someone waits for come first. Extends only buffer their log-probs; the
+    searching happens in the background, a stream's frames once there are
+    ``BACKGROUND_FRAMES`` of them, whenever no message is waiting. So a final waits for
+    at most that many of its own stream's frames, never for other streams' backlog.
+    """
     decoder = Decoder.from_spec(spec)
-    searches: dict[int, IncrementalBeamSearch] = {}
+    searches: dict[int, LocalSearch] = {}
+    behind: dict[int, None] = {}  # streams with buffered log-probs, oldest first
     while True:
+        if behind and not inbox.poll():
+            key = next(iter(behind))
+            del behind[key]
+            search = searches.get(key)
+            # Frames in bunches: each search call has a fixed cost; result() takes the rest.
+            if search is not None and search.pending_frames >= BACKGROUND_FRAMES:
+                try:
+                    search.advance()
+                except Exception:  # noqa: BLE001 - the stream's result() reports it
+                    log.exception("decode worker: search %d failed", key)
+            continue
         try:
             batch = inbox.recv()
         except EOFError:
@@ -56,22 +74,25 @@ def _worker_main(spec: dict[str, Any], inbox: Connection, outbox: Connection) ->
             kind = message[0]
             try:
                 if kind == "extend":
-                    _, key, kept, index = message
+                    _, key, log_probs = message
                     search = searches.get(key)
                     if search is not None:
-                        search.extend(kept, index)
+                        search.extend(log_probs)
+                        behind[key] = None
                 elif kind == "open":
                     _, key, hotwords, hotword_weight, n_best = message
-                    searches[key] = decoder.incremental(hotwords, hotword_weight, n_best)
+                    searches[key] = decoder.search(hotwords, hotword_weight, n_best, eager=False)
                 elif kind == "close":
                     searches.pop(message[1], None)
+                    behind.pop(message[1], None)
                 elif kind == "result":
-                    _, request, key = message
+                    _, request, key, time_offset = message
                     search = searches.get(key)
                     if search is None:
                         replies.append((request, False, f"no open search {key}"))
                     else:
-                        replies.append((request, True, search.result()))
+                        replies.append((request, True, search.result(time_offset)))
+                        behind.pop(key, None)
                 elif kind == "beam":
                     _, request, args = message
                     replies.append((request, True, decoder.beam(*args)))
@@ -185,35 +206,41 @@ class _Worker:
 class RemoteSearch(UtteranceSearch):
     """:class:`asr.decoding.UtteranceSearch` kept open in a decode worker.
 
-    ``extend`` costs this process only the blank-frame filtering and a queue append;
-    the search runs in the worker meanwhile. The worker's copy is dropped by
+    ``extend`` costs this process a shape check and a queue append; the worker
+    filters blank frames and searches meanwhile. The worker's copy is dropped by
     :meth:`close`, or when this object is garbage-collected.
     """
 
     def __init__(
         self,
-        decoder: Decoder,
         worker: _Worker,
         key: int,
+        vocab_size: int,
         hotwords: Sequence[str] | None,
         hotword_weight: float | None,
         n_best: int,
     ) -> None:
-        super().__init__(decoder, n_best)
         self._worker = worker
         self._key = key
+        self._vocab_size = vocab_size
         self._open = (tuple(hotwords or ()), hotword_weight, n_best)
+        self._frames = 0
         self._finalizer: weakref.finalize | None = None
 
-    def _submit(self, kept: np.ndarray, index: np.ndarray) -> None:
-        if self._finalizer is None:  # opened lazily: silence-only utterances cost nothing there
+    def extend(self, log_probs: np.ndarray) -> None:
+        lp = check_log_probs(log_probs, self._vocab_size)
+        if len(lp) == 0:
+            return
+        if self._finalizer is None:  # opened lazily: a stream that ends silent costs the worker nothing
             self._worker.post(("open", self._key, *self._open))
             self._finalizer = weakref.finalize(self, self._worker.post, ("close", self._key))
-        self._worker.post(("extend", self._key, kept, index))
+        self._worker.post(("extend", self._key, lp))
+        self._frames += len(lp)
 
-    def _beams(self) -> list[BeamOutput]:
-        assert self._finalizer is not None, "result() of a search that saw no frames"
-        result: list[BeamOutput] = self._worker.request("result", self._key).result()
+    def result(self, time_offset: float = 0.0) -> list[Hypothesis]:
+        if self._frames == 0:
+            return [Hypothesis(text="", confidence=1.0)]
+        result: list[Hypothesis] = self._worker.request("result", self._key, time_offset).result()
         return result
 
     def close(self) -> None:
@@ -267,7 +294,7 @@ class PooledDecoder:
     ) -> UtteranceSearch:
         """An utterance search kept open in a worker (always eager: that is the point)."""
         key, worker = self._next()
-        return RemoteSearch(self.local, worker, key, hotwords, hotword_weight, n_best)
+        return RemoteSearch(worker, key, len(self.vocab.labels), hotwords, hotword_weight, n_best)
 
     def beam(
         self,

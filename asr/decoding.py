@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from asr.beam import BeamOutput, BlankFrameSkipper, IncrementalBeamSearch
+from asr.beam import BlankFrameSkipper, IncrementalBeamSearch
 from asr.text import BLANK, LABELS, Vocabulary
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ class Decoder:
         hotword_weight: float | None = None,
         n_best: int = 1,
         eager: bool = False,
-    ) -> UtteranceSearch:
+    ) -> LocalSearch:
         """A beam search for one utterance, fed with :meth:`UtteranceSearch.extend` as its
         log-probs arrive.
 
@@ -234,42 +234,91 @@ class Decoder:
 class UtteranceSearch:
     """One utterance's beam search, fed as the model's log-probs arrive.
 
-    Repeated blank-only frames are dropped here (:class:`asr.beam.BlankFrameSkipper`);
-    the rest go to the search, in this process (:class:`LocalSearch`) or in a decode
-    worker (:class:`PooledDecoder`). Word confidences use every frame, dropped or not.
+    In this process (:class:`LocalSearch`) or kept open in a decode worker
+    (:class:`asr.decode_pool.RemoteSearch`).
     """
-
-    def __init__(self, decoder: Decoder, n_best: int) -> None:
-        self.n_best = n_best
-        self._vocab = decoder.vocab
-        self._skipper = BlankFrameSkipper(decoder.options.token_min_logp, decoder.vocab.blank)
-        self._probs_max: list[np.ndarray] = []  # (n,) best-symbol posterior per frame, per extend
-
-    @property
-    def frames(self) -> int:
-        return self._skipper.frames
 
     def extend(self, log_probs: np.ndarray) -> None:
         """The next ``(n, V)`` log-probs of the utterance."""
-        lp = np.asarray(log_probs, dtype=np.float32)
-        if len(lp) == 0:
-            return
-        if lp.ndim != 2 or lp.shape[1] != len(self._vocab.labels):
-            raise ValueError(f"expected (n, {len(self._vocab.labels)}) log-probs, got {lp.shape}")
-        self._probs_max.append(np.exp(lp.max(-1)))
-        kept, index = self._skipper(lp)
-        if len(kept):
-            self._submit(kept, index)
+        raise NotImplementedError
 
     def result(self, time_offset: float = 0.0) -> list[Hypothesis]:
         """The n best hypotheses so far, best first (the search may go on after this)."""
-        if self.frames == 0:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the search (a worker's copy of it); no results after this."""
+
+
+def check_log_probs(log_probs: np.ndarray, vocab_size: int) -> np.ndarray:
+    """``log_probs`` as float32 ``(n, vocab_size)``, or a ValueError."""
+    lp = np.asarray(log_probs, dtype=np.float32)
+    if lp.ndim != 2 or lp.shape[1] != vocab_size:
+        raise ValueError(f"expected (n, {vocab_size}) log-probs, got {lp.shape}")
+    return lp
+
+
+class LocalSearch(UtteranceSearch):
+    """:class:`UtteranceSearch` in this process.
+
+    Repeated blank-only frames are dropped (:class:`asr.beam.BlankFrameSkipper`) before
+    the search; word confidences use every frame, dropped or not. Lazy (the default)
+    buffers the log-probs until a result is asked for, so ``extend`` is a list append;
+    eager searches them at once, so a final only has to score the sentence end.
+    """
+
+    def __init__(
+        self,
+        decoder: Decoder,
+        hotwords: Sequence[str] | None,
+        hotword_weight: float | None,
+        n_best: int,
+        eager: bool,
+    ) -> None:
+        self.n_best = n_best
+        self._vocab_size = len(decoder.vocab.labels)
+        self._skipper = BlankFrameSkipper(decoder.options.token_min_logp, decoder.vocab.blank)
+        self._probs_max: list[np.ndarray] = []  # (n,) best-symbol posterior per frame, per chunk
+        self._search = decoder.incremental(hotwords, hotword_weight, n_best)
+        self._eager = eager
+        self._pending: list[np.ndarray] = []
+
+    def extend(self, log_probs: np.ndarray) -> None:
+        lp = check_log_probs(log_probs, self._vocab_size)
+        if len(lp) == 0:
+            return
+        if self._eager:
+            self._feed(lp)
+        else:
+            self._pending.append(lp)
+
+    def _feed(self, lp: np.ndarray) -> None:
+        self._probs_max.append(np.exp(lp.max(-1)))
+        kept, index = self._skipper(lp)
+        if len(kept):
+            self._search.extend(kept, index)
+
+    @property
+    def pending_frames(self) -> int:
+        """Buffered frames not searched yet."""
+        return sum(len(lp) for lp in self._pending)
+
+    def advance(self) -> None:
+        """Search the buffered log-probs now (a lazy search's background work)."""
+        if self._pending:
+            lp = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
+            self._pending = []
+            self._feed(lp)
+
+    def result(self, time_offset: float = 0.0) -> list[Hypothesis]:
+        self.advance()
+        if self._skipper.frames == 0:
             return [Hypothesis(text="", confidence=1.0)]
         probs_max = np.concatenate(self._probs_max)
         if len(self._probs_max) > 1:
             self._probs_max = [probs_max]
         results = []
-        for text, word_frames, _logit_score, combined in self._beams()[: self.n_best]:
+        for text, word_frames, _logit_score, combined in self._search.result()[: self.n_best]:
             words = tuple(
                 Word(
                     word=w,
@@ -288,46 +337,6 @@ class UtteranceSearch:
                 )
             )
         return results or [Hypothesis(text="", confidence=1.0)]
-
-    def close(self) -> None:
-        """Release the search (a worker's copy of it); results are no longer available."""
-
-    def _submit(self, kept: np.ndarray, index: np.ndarray) -> None:
-        raise NotImplementedError
-
-    def _beams(self) -> list[BeamOutput]:
-        raise NotImplementedError
-
-
-class LocalSearch(UtteranceSearch):
-    """:class:`UtteranceSearch` in this process."""
-
-    def __init__(
-        self,
-        decoder: Decoder,
-        hotwords: Sequence[str] | None,
-        hotword_weight: float | None,
-        n_best: int,
-        eager: bool,
-    ) -> None:
-        super().__init__(decoder, n_best)
-        self._search = decoder.incremental(hotwords, hotword_weight, n_best)
-        self._eager = eager
-        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
-
-    def _submit(self, kept: np.ndarray, index: np.ndarray) -> None:
-        if self._eager:
-            self._search.extend(kept, index)
-        else:
-            self._pending.append((kept, index))
-
-    def _beams(self) -> list[BeamOutput]:
-        if self._pending:
-            kept = np.concatenate([k for k, _ in self._pending])
-            index = np.concatenate([i for _, i in self._pending])
-            self._pending = []
-            self._search.extend(kept, index)
-        return self._search.result()
 
 
 def blank_run(log_probs: np.ndarray, blank: int = BLANK) -> int:
