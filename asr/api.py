@@ -103,7 +103,8 @@ class Recognizer:
         return cls(load_model(streaming), load_model(offline) if offline else None, load_decoder(lm))
 
     def stream(self, config: SessionConfig = SessionConfig()) -> StreamingSession:
-        """A new streaming session (one per stream)."""
+        """A new streaming session (one per stream). Its final's beam search runs as the
+        audio arrives (an eager search), so a final costs only the utterance's last chunk."""
         if config.mode in ("two-pass", "offline") and self.offline is None:
             raise ValueError(f"expected an offline model for mode {config.mode!r}; none loaded")
         return StreamingSession(
@@ -113,6 +114,7 @@ class Recognizer:
             replace(config, mode="two-pass" if config.mode == "offline" else config.mode),
             offline_model=self.offline.model if self.offline else None,
             offline_normalizer=self.offline.normalizer if self.offline else None,
+            eager_search=True,
         )
 
     def transcribe(

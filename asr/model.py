@@ -130,7 +130,8 @@ class CTCModel(nn.Module):
             y_packed, new_state = self.lstm(packed, state)
             y, _ = pad_packed_sequence(y_packed, batch_first=True, total_length=steps)
         logits = self.head(y)  # (B, T', V)
-        return logits.log_softmax(-1), out_lengths, new_state
+        # float(): under bf16 autocast (training) the log-softmax and CTC loss still run in fp32.
+        return logits.float().log_softmax(-1), out_lengths, new_state
 
     def initial_state(self, batch: int, device: torch.device | None = None) -> LSTMState:
         n = self.config.layers * (2 if self.config.bidirectional else 1)

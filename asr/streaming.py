@@ -137,7 +137,11 @@ class StreamingSession:
         config: SessionConfig = SessionConfig(),
         offline_model: CTCModel | None = None,
         offline_normalizer: Normalizer | None = None,
+        eager_search: bool = False,
     ) -> None:
+        """``eager_search``: beam-search the streaming log-probs as each chunk arrives, so a
+        final only scores the utterance's end (in-process use). A server leaves it off: its
+        event loop must not search, so the search is lazy (or in a decode worker)."""
         if model.config.bidirectional:
             raise ValueError("expected a unidirectional (streaming) model for the session")
         if config.mode == "two-pass" and offline_model is None:
@@ -157,6 +161,7 @@ class StreamingSession:
         self.utterance_index = 0
         # The streaming log-probs need a beam search for stream-mode finals and beam partials;
         # two-pass finals search the BiLSTM's log-probs of the whole utterance instead.
+        self._eager_search = eager_search
         self._search_stream = config.mode == "stream" or (
             config.interim_results and config.partial_decoder == "beam"
         )
@@ -314,7 +319,7 @@ class StreamingSession:
         search = None
         if self._search_stream:
             c = self.config
-            search = self.decoder.search(c.hotwords, c.hotword_weight, c.n_best)
+            search = self.decoder.search(c.hotwords, c.hotword_weight, c.n_best, eager=self._eager_search)
         return _Utterance(start_step=start_step, search=search)
 
     def _partial_result(self) -> Result | None:

@@ -61,6 +61,7 @@ class TrainConfig:
     weight_decay: float = 1e-2
     grad_clip: float = 5.0
     specaugment: bool = True
+    bf16: bool = False  # bfloat16 autocast for the forward pass (weights and optimizer stay fp32)
     eval_every: int = 500
     save_every: int = 250
     log_every: int = 25
@@ -322,7 +323,8 @@ class Trainer:
                 lr *= min(1.0, (self.step - self.warm_start_step + 1) / max(1, config.rewarm_steps))
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            log_probs, out_lengths, _ = self.ddp(x, xl, exact_padding=False)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=config.bf16):
+                log_probs, out_lengths, _ = self.ddp(x, xl, exact_padding=False)
             loss = self.ctc(log_probs.transpose(0, 1), y, out_lengths, yl)  # CTC wants (T, B, V)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -12,7 +12,7 @@ from asr.api import Recognizer
 from asr.audio import load_audio, write_wav
 from asr.cli import main
 from asr.decoding import Decoder
-from asr.streaming import EndpointConfig, SessionConfig
+from asr.streaming import EndpointConfig, SessionConfig, StreamingSession
 from tests.conftest import write_tiny_checkpoints
 
 
@@ -65,6 +65,24 @@ def test_modes(recognizer: Recognizer) -> None:
         assert recognizer.transcribe(audio, mode=mode).duration == pytest.approx(2.0)
     with pytest.raises(ValueError, match="mode"):
         recognizer.transcribe(audio, mode="fast")
+
+
+def test_in_process_stream_searches_as_audio_arrives(recognizer: Recognizer) -> None:
+    audio = _noise(3, seed=5)
+    config = SessionConfig(mode="stream", endpoint=EndpointConfig(max_utterance_ms=60000))
+    session = recognizer.stream(config)
+    lazy = StreamingSession(
+        recognizer.streaming.model, recognizer.streaming.normalizer, recognizer.decoder, config
+    )
+    for chunk in np.array_split(audio, 7):
+        session.accept_audio(chunk)
+        lazy.accept_audio(chunk)
+        search = session._utt.search
+        assert search is not None and search.pending_frames == 0  # searched already
+    assert lazy._utt.search is not None and lazy._utt.search.pending_frames > 0
+    finals = [r for r in session.finish() if r.is_final]
+    lazy_finals = [r for r in lazy.finish() if r.is_final]
+    assert finals and [r.alternatives for r in finals] == [r.alternatives for r in lazy_finals]
 
 
 def test_cli_batch_reports_failures_and_goes_on(

@@ -65,6 +65,17 @@ def test_loss_falls(tmp_path: Path, tiny_manifest: Path) -> None:
     assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5
 
 
+def test_bf16_autocast_trains(tmp_path: Path, tiny_manifest: Path) -> None:
+    config = _config(tmp_path, tiny_manifest, "bf16", 40)
+    config.bf16 = True
+    trainer = Trainer(config)
+    trainer.train()
+    losses = [e["loss"] for e in trainer.history if "loss" in e]
+    assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5
+    # Weights and optimizer state stay fp32; only the forward pass ran in bfloat16.
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+
+
 def test_resume_is_exact(tmp_path: Path, tiny_manifest: Path) -> None:
     straight = Trainer(_config(tmp_path, tiny_manifest, "straight", 8))
     straight.train()
