@@ -149,6 +149,7 @@ def _train(args: argparse.Namespace) -> int:
         feature_jobs=args.feature_jobs,
         cache_dir=args.cache_dir,
         max_wall_minutes=args.max_minutes,
+        anneal_minutes=args.anneal_minutes,
         init_from=args.init_from,
     )
     best = run_training(config)
@@ -207,6 +208,13 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--cache-dir", default="data/feats", help="feature cache folder")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop and save after this many minutes")
+    p.add_argument(
+        "--anneal-minutes",
+        type=float,
+        default=0.0,
+        help="ramp the lr linearly down to its floor over the last N minutes of --max-minutes "
+        "(a time-boxed run on a machine of unknown speed; use instead of --anneal-steps)",
+    )
     p.add_argument(
         "--init-from",
         default=None,

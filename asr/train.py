@@ -71,6 +71,7 @@ class TrainConfig:
     feature_jobs: int = 1
     cache_dir: str = "data/feats"
     max_wall_minutes: float = 0.0  # stop (and save) after this long; 0 = no limit
+    anneal_minutes: float = 0.0  # the last N minutes of max_wall_minutes ramp the lr down to min_lr
     init_from: str | None = None  # warm start from a shipped checkpoint when there is no last.pt
     rewarm_steps: int = 300  # lr ramp after a warm start (the optimizer state starts empty)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -89,6 +90,18 @@ class TrainConfig:
             vocab_size=vocab_size,
             dropout=self.dropout,
         )
+
+
+def anneal_by_time(lr: float, elapsed_minutes: float, config: TrainConfig) -> float:
+    """Linear ramp of ``lr`` down to the floor over the last ``anneal_minutes`` of the
+    wall-clock budget, for time-boxed runs whose speed is not known in advance (the lr then
+    depends on the machine's speed, so a resumed run is not bit-exact to a straight one)."""
+    if not (config.anneal_minutes > 0 and config.max_wall_minutes > 0):
+        return lr
+    left = config.max_wall_minutes - elapsed_minutes
+    if left >= config.anneal_minutes:
+        return lr
+    return config.min_lr + (lr - config.min_lr) * max(0.0, left / config.anneal_minutes)
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
@@ -282,6 +295,16 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------ loop
+    def _elapsed_minutes(self) -> float:
+        """Minutes since this process started training; rank 0's clock for every rank, so
+        that time-based lr and stop decisions agree across DDP processes."""
+        elapsed = (time.time() - self._session_start) / 60
+        if self.world > 1 and (self.config.max_wall_minutes or self.config.anneal_minutes):
+            t = torch.tensor([elapsed], dtype=torch.float64)
+            dist.broadcast(t, 0)
+            elapsed = float(t)
+        return elapsed
+
     def _steps_per_epoch(self) -> int:
         n = len(bucket_batches(self.train_data.lengths, self.config.max_frames, self.config.seed, 0))
         return max(1, n // self.world)
@@ -318,9 +341,11 @@ class Trainer:
                 self.train_data, indices, self.normalizer, self.vocab, self.specaug, self.generator
             )
             x, xl, y, yl = (t.to(self.device) for t in (x, xl, y, yl))
+            elapsed_min = self._elapsed_minutes()
             lr = lr_at(self.step, config)
             if self.warm_start_step is not None:
                 lr *= min(1.0, (self.step - self.warm_start_step + 1) / max(1, config.rewarm_steps))
+            lr = anneal_by_time(lr, elapsed_min, config)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=config.bf16):
@@ -370,7 +395,7 @@ class Trainer:
                 self._eval_and_keep_best()
             if self.step % config.save_every == 0:
                 self.save_resume()
-            if config.max_wall_minutes and (time.time() - self._session_start) / 60 > config.max_wall_minutes:
+            if config.max_wall_minutes and elapsed_min > config.max_wall_minutes:
                 log.info("wall-clock budget reached at step %d; saving", self.step)
                 break
             if self._stop_requested():

@@ -6,8 +6,9 @@
 # A fresh machine first needs the corpus: make corpus (about 30 min).
 #   scripts/train-models.sh [MAX_MINUTES] [STREAMING_STEPS] [OFFLINE_STEPS] [ANNEAL_STEPS]
 # Optional environment: STREAMING_LR (default 5e-4), OFFLINE_LR (1.5e-3), LR_HALF_LIFE (4000 steps),
-# TRAIN_ARGS (extra asr train options for both jobs, e.g. "--no-specaugment"), STREAMING_ARGS and
-# OFFLINE_ARGS (extra options for one of them);
+# TRAIN_ARGS (extra asr train options for both jobs, e.g. "--no-specaugment --bf16"), STREAMING_ARGS and
+# OFFLINE_ARGS (extra options for one of them), ANNEAL_MINUTES (anneal over the last N minutes of
+# MAX_MINUTES instead of ANNEAL_STEPS steps: for a machine whose speed is not known; pass ANNEAL_STEPS 0);
 # a resumed run recomputes its lr from these at its current step.
 # To stop early but cleanly (final dev eval + save): touch data/runs/<kind>/STOP, or SIGTERM.
 # Logs: data/logs/train-{streaming,offline}.log. Progress: data/runs/<kind>/log.jsonl.
@@ -33,7 +34,7 @@ mkdir -p data/logs
   .venv/bin/asr corpus clean-subset data/corpus/train.jsonl --out data/corpus/train-clean.jsonl
 common=(--dev data/corpus/dev.jsonl --batch-frames 12000 --threads 1 --eval-every 500
         --save-every 200 --max-minutes "$minutes" --anneal-steps "$anneal"
-        --lr-half-life "$half_life" ${TRAIN_ARGS:-})
+        --lr-half-life "$half_life" --anneal-minutes "${ANNEAL_MINUTES:-0}" ${TRAIN_ARGS:-})
 # Cache features once (both cores), so the two jobs don't race on the cache.
 .venv/bin/python -c "
 from asr.data import load_feature_set

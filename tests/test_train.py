@@ -12,7 +12,7 @@ import torch
 
 from asr import checkpoint
 from asr.cli import main
-from asr.train import TrainConfig, Trainer, lr_at, run_training
+from asr.train import TrainConfig, Trainer, anneal_by_time, lr_at, run_training
 
 
 def _config(tmp_path: Path, manifest: Path, out: str, steps: int) -> TrainConfig:
@@ -56,6 +56,15 @@ def test_lr_anneal_ramps_to_floor() -> None:
     assert abs(lr_at(799, config) - 1e-3) < 1e-9  # before the anneal: the plain schedule
     assert abs(lr_at(900, config) - (config.min_lr + (1e-3 - config.min_lr) / 2)) < 1e-9
     assert abs(lr_at(1000, config) - config.min_lr) < 1e-12
+
+
+def test_lr_anneal_by_wall_time() -> None:
+    config = TrainConfig(out_dir="x", train_manifests=[], max_wall_minutes=100, anneal_minutes=20)
+    assert anneal_by_time(1e-3, 50.0, config) == 1e-3  # before the last 20 minutes
+    assert abs(anneal_by_time(1e-3, 90.0, config) - (config.min_lr + (1e-3 - config.min_lr) / 2)) < 1e-12
+    assert anneal_by_time(1e-3, 120.0, config) == config.min_lr
+    no_budget = TrainConfig(out_dir="x", train_manifests=[], anneal_minutes=20)
+    assert anneal_by_time(1e-3, 500.0, no_budget) == 1e-3
 
 
 def test_loss_falls(tmp_path: Path, tiny_manifest: Path) -> None:
@@ -130,6 +139,7 @@ def test_two_process_ddp(tmp_path: Path, tiny_manifest: Path) -> None:
         "-m", "asr.cli", "train", "--train", str(tiny_manifest), "--out", str(out),
         "--steps", "3", "--hidden", "16", "--layers", "1", "--proj-dim", "16", "--batch-frames", "400",
         "--warmup", "1", "--threads", "1", "--feature-jobs", "1", "--cache-dir", str(tmp_path / "feats"),
+        "--max-minutes", "60", "--anneal-minutes", "59.99",  # rank 0's clock drives both ranks' lr
     ]  # fmt: skip
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
