@@ -140,6 +140,7 @@ def _train(args: argparse.Namespace) -> int:
         grad_clip=args.grad_clip,
         specaugment=not args.no_specaugment,
         bf16=args.bf16,
+        freq_warp=args.freq_warp,
         eval_every=args.eval_every,
         save_every=args.save_every,
         log_every=args.log_every,
@@ -191,6 +192,13 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--proj-dim", type=int, default=None, help="input projection size")
     p.add_argument("--dropout", type=float, default=0.1, help="dropout")
     p.add_argument("--no-specaugment", action="store_true", help="disable SpecAugment")
+    p.add_argument(
+        "--freq-warp",
+        type=float,
+        default=0.0,
+        help="vocal tract length perturbation: warp each utterance's frequency axis by a random "
+        "factor in [1-W, 1+W] (e.g. 0.1; 0 = off)",
+    )
     p.add_argument(
         "--bf16",
         action="store_true",

@@ -250,6 +250,49 @@ class SpecAugment:
         return x
 
 
+@dataclass
+class FreqWarp:
+    """Vocal tract length perturbation (VTLP, Jaitly & Hinton 2013) on raw log-mel frames.
+
+    Each utterance's frequency axis is scaled by a factor drawn from ``[1 - max_warp,
+    1 + max_warp]``: frequencies below a boundary scale by the factor, and above it a line
+    takes them to ``f_max``, so the band edges stay put. The warped log-mel is read off the
+    original by linear interpolation between mel bins. It imitates speakers with shorter or
+    longer vocal tracts than the training voices: an augmentation aimed at held-out voices.
+    """
+
+    max_warp: float = 0.1
+    features: FeatureConfig = FeatureConfig()
+    boundary_hz: float = 4800.0
+
+    def __post_init__(self) -> None:
+        import librosa
+
+        c = self.features
+        self._centres = librosa.mel_frequencies(c.n_mels + 2, fmin=c.f_min, fmax=c.f_max)[1:-1]
+
+    def source_bins(self, alpha: float) -> np.ndarray:
+        """Fractional mel-bin index read for each output bin under warp factor ``alpha``."""
+        f, f_max = self._centres, self.features.f_max
+        knee = self.boundary_hz * min(alpha, 1.0) / alpha
+        upper = f_max - (f_max - self.boundary_hz * min(alpha, 1.0)) / (f_max - knee) * (f_max - f)
+        warped = np.where(f <= knee, f * alpha, upper)
+        return np.interp(warped, f, np.arange(len(f), dtype=np.float64))
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        u = float(torch.rand((1,), generator=generator))
+        return self.warp(x, 1.0 + (2.0 * u - 1.0) * self.max_warp)
+
+    def warp(self, x: torch.Tensor, alpha: float) -> torch.Tensor:
+        """``(T, n_mels)`` log-mel frames as spoken by a vocal tract ``1 / alpha`` as long:
+        what was at frequency ``f`` moves to ``f / alpha`` (below the boundary)."""
+        idx = torch.from_numpy(self.source_bins(alpha)).to(torch.float32)
+        lo = idx.floor().long().clamp(0, x.shape[1] - 1)
+        hi = (lo + 1).clamp(max=x.shape[1] - 1)
+        w = idx - lo.to(torch.float32)
+        return x[:, lo] * (1.0 - w) + x[:, hi] * w
+
+
 def collate(
     data: FeatureSet,
     indices: Sequence[int],
@@ -257,11 +300,15 @@ def collate(
     vocab: Vocabulary,
     specaug: SpecAugment | None = None,
     generator: torch.Generator | None = None,
+    warp: FreqWarp | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Pad a batch: (feats (B, T, M), feat_lengths, targets (sum U,), target_lengths)."""
     feats = []
     for i in indices:
-        x = normalize(data.features(i))
+        raw = data.features(i)
+        if warp is not None and generator is not None:
+            raw = warp(raw, generator)
+        x = normalize(raw)
         if specaug is not None and generator is not None:
             x = specaug(x, generator)
         feats.append(x)

@@ -29,7 +29,15 @@ import torch.distributed as dist
 from torch import nn
 
 from asr import checkpoint
-from asr.data import FeatureSet, SpecAugment, bucket_batches, collate, fit_normalizer_stats, load_feature_set
+from asr.data import (
+    FeatureSet,
+    FreqWarp,
+    SpecAugment,
+    bucket_batches,
+    collate,
+    fit_normalizer_stats,
+    load_feature_set,
+)
 from asr.evaluate import decode_feature_set
 from asr.features import FeatureConfig, Normalizer
 from asr.metrics import error_rates
@@ -61,6 +69,7 @@ class TrainConfig:
     weight_decay: float = 1e-2
     grad_clip: float = 5.0
     specaugment: bool = True
+    freq_warp: float = 0.0  # VTLP: max relative frequency-axis warp per utterance (0 = off)
     bf16: bool = False  # bfloat16 autocast for the forward pass (weights and optimizer stay fp32)
     eval_every: int = 500
     save_every: int = 250
@@ -196,6 +205,7 @@ class Trainer:
         )
         self.ctc = nn.CTCLoss(blank=self.vocab.blank, zero_infinity=True)
         self.specaug = SpecAugment() if config.specaugment else None
+        self.warp = FreqWarp(config.freq_warp, self.features) if config.freq_warp > 0 else None
         self.generator = torch.Generator().manual_seed(config.seed + self.rank)
 
         self.step = 0
@@ -338,7 +348,7 @@ class Trainer:
                 batches = bucket_batches(self.train_data.lengths, config.max_frames, config.seed, self.epoch)
             indices = batches[self.position * self.world + self.rank]
             x, xl, y, yl = collate(
-                self.train_data, indices, self.normalizer, self.vocab, self.specaug, self.generator
+                self.train_data, indices, self.normalizer, self.vocab, self.specaug, self.generator, self.warp
             )
             x, xl, y, yl = (t.to(self.device) for t in (x, xl, y, yl))
             elapsed_min = self._elapsed_minutes()

@@ -6,12 +6,18 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import librosa
+import numpy as np
+import pytest
 import torch
 
 from asr import checkpoint
 from asr.cli import main
+from asr.data import FreqWarp
+from asr.features import log_mel
 from asr.train import TrainConfig, Trainer, anneal_by_time, lr_at, run_training
 
 
@@ -34,6 +40,23 @@ def _config(tmp_path: Path, manifest: Path, out: str, steps: int) -> TrainConfig
         feature_jobs=1,
         cache_dir=str(tmp_path / "feats"),
     )
+
+
+def test_freq_warp_moves_a_tone_and_keeps_the_band_edges() -> None:
+    warp = FreqWarp(0.1)
+    assert np.allclose(warp.source_bins(1.0), np.arange(80))
+    for alpha in (0.9, 1.1):
+        bins = warp.source_bins(alpha)
+        assert np.all(np.diff(bins) > 0) and bins[0] >= 0 and abs(bins[-1] - 79) < 0.5
+    t = np.arange(16000) / 16000
+    feats = log_mel(np.sin(2 * np.pi * 1000 * t).astype(np.float32))
+    centres = librosa.mel_frequencies(82, fmin=20.0, fmax=7600.0)[1:-1]
+    peak = lambda x: float(centres[int(x.mean(0).argmax())])  # noqa: E731
+    assert abs(peak(feats) - 1000) < 60
+    assert abs(peak(warp.warp(feats, 1.1)) - 1000 / 1.1) < 60  # formants move down
+    assert abs(peak(warp.warp(feats, 0.9)) - 1000 / 0.9) < 60  # and up
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(FreqWarp(0.0)(feats, g), feats)
 
 
 def test_lr_schedule() -> None:
@@ -85,13 +108,17 @@ def test_bf16_autocast_trains(tmp_path: Path, tiny_manifest: Path) -> None:
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
 
 
-def test_resume_is_exact(tmp_path: Path, tiny_manifest: Path) -> None:
-    straight = Trainer(_config(tmp_path, tiny_manifest, "straight", 8))
+@pytest.mark.parametrize("freq_warp", [0.0, 0.1])
+def test_resume_is_exact(tmp_path: Path, tiny_manifest: Path, freq_warp: float) -> None:
+    def config(out: str, steps: int) -> TrainConfig:
+        return replace(_config(tmp_path, tiny_manifest, out, steps), freq_warp=freq_warp)
+
+    straight = Trainer(config("straight", 8))
     straight.train()
 
-    first = Trainer(_config(tmp_path, tiny_manifest, "resumed", 4))
+    first = Trainer(config("resumed", 4))
     first.train()  # saves last.pt at the end
-    second = Trainer(_config(tmp_path, tiny_manifest, "resumed", 8))
+    second = Trainer(config("resumed", 8))
     assert second.step == 4
     second.train()
 
