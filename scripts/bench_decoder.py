@@ -55,7 +55,20 @@ def main() -> int:
     parser.add_argument("--manifest", default="data/corpus/test.jsonl", help="held-out test manifest")
     parser.add_argument("--limit", type=int, default=200, help="utterances (after a seeded shuffle)")
     parser.add_argument("--out", default="reports/decoder_bench", help="report path prefix")
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        metavar="WIDTH:FLOOR:PRUNE",
+        help="settings to compare instead of the built-in list, e.g. 16:-3:-10 8:-3:-10",
+    )
+    parser.add_argument("--models", nargs="+", default=["streaming", "offline"], help="shipped models")
     args = parser.parse_args()
+    settings = SETTINGS
+    if args.settings:
+        try:
+            settings = [(int(w), float(f), float(p)) for w, f, p in (s.split(":") for s in args.settings)]
+        except ValueError:
+            parser.error("expected --settings as WIDTH:FLOOR:PRUNE, e.g. 16:-3:-10")
     torch.set_num_threads(1)
     manifest = Path(args.manifest)
     entries = read_manifest(manifest)
@@ -65,9 +78,9 @@ def main() -> int:
     audio_s = sum(float(e.get("duration") or 0) for e in entries)
     decoder = load_decoder(MODELS_DIR / "lm")
     rows = []
-    for model in ("streaming", "offline"):
+    for model in args.models:
         lps = log_probs(model, entries)
-        for width, floor, prune in SETTINGS:
+        for width, floor, prune in settings:
             d = decoder.with_options(beam_width=width, token_min_logp=floor, beam_prune_logp=prune)
             started = time.process_time()
             hyps = [d.beam(lp)[0].text for lp in lps]
@@ -91,11 +104,12 @@ def main() -> int:
         f"(seeded shuffle), beam search + LM (alpha {decoder.options.alpha}, beta {decoder.options.beta}), "
         "CPU time of one thread per utterance. The first row of each model is the default.",
         "",
-        "| model | beam width | token_min_logp | WER % | CER % | ms / utterance | RTF |",
-        "|---|---|---|---|---|---|---|",
+        "| model | beam width | token_min_logp | beam_prune_logp | WER % | CER % | ms / utterance | RTF |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['model']} | {r['beam_width']} | {r['token_min_logp']:g} | {r['wer']} | {r['cer']} "
+        f"| {r['model']} | {r['beam_width']} | {r['token_min_logp']:g} | {r['beam_prune_logp']:g} "
+        f"| {r['wer']} | {r['cer']} "
         f"| {r['ms_per_utterance']} | {r['rtf']} |"
         for r in rows
     ]

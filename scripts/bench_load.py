@@ -145,6 +145,16 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+def _stat_fields(path: str) -> list[str]:
+    """Fields of a /proc stat file after the command name (field 3 onwards)."""
+    with open(path) as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def _cpu_seconds(fields: list[str]) -> float:
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime (fields 14, 15)
+
+
 @dataclass
 class ProcessMonitor:
     """Samples a process's CPU time and RSS from /proc every ``interval`` seconds."""
@@ -152,6 +162,7 @@ class ProcessMonitor:
     pid: int
     interval: float = 0.25
     samples: list[tuple[float, float, int]] = field(default_factory=list)  # (t, cpu s, rss bytes)
+    parts: list[tuple[float, float, float, float]] = field(default_factory=list)  # (t, see read_parts)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -161,13 +172,48 @@ class ProcessMonitor:
         cpu, rss = 0.0, 0
         for pid in [self.pid, *_descendants(self.pid)]:
             try:
-                with open(f"/proc/{pid}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
+                fields = _stat_fields(f"/proc/{pid}/stat")
             except OSError:  # exited meanwhile
                 continue
-            cpu += (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime (fields 14, 15)
+            cpu += _cpu_seconds(fields)
             rss += int(fields[21]) * _PAGE  # field 24
+        self.parts.append((time.monotonic(), *self.read_parts()))
         return time.monotonic(), cpu, rss
+
+    def read_parts(self) -> tuple[float, float, float]:
+        """CPU seconds of the server's main thread (the event loop), its other threads
+        (the batcher's model step, gRPC's and the decode client's threads) and its child
+        processes (decode workers)."""
+        main = other = children = 0.0
+        try:
+            tids = os.listdir(f"/proc/{self.pid}/task")
+        except OSError:
+            return main, other, children
+        for tid in tids:
+            try:
+                seconds = _cpu_seconds(_stat_fields(f"/proc/{self.pid}/task/{tid}/stat"))
+            except OSError:
+                continue
+            if int(tid) == self.pid:
+                main += seconds
+            else:
+                other += seconds
+        for pid in _descendants(self.pid):
+            try:
+                children += _cpu_seconds(_stat_fields(f"/proc/{pid}/stat"))
+            except OSError:
+                continue
+        return main, other, children
+
+    def parts_percent(self, start: float, end: float) -> dict[str, float]:
+        """Mean CPU (% of one core) of each part between two monotonic times. A thread or
+        worker that exits inside the window makes its part read low."""
+        inside = [s for s in self.parts if start - self.interval <= s[0] <= end + self.interval]
+        if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+            return {}
+        span = inside[-1][0] - inside[0][0]
+        names = ("event_loop_thread", "other_threads", "decode_workers")
+        return {n: round(100 * (inside[-1][k + 1] - inside[0][k + 1]) / span, 1) for k, n in enumerate(names)}
 
     def peak_rss(self) -> int:
         """VmHWM: the process's peak RSS over its whole life (model loading included)."""
@@ -466,6 +512,9 @@ def write_report(report: dict[str, Any], out: Path) -> str:
         f"{report['streams_without_final']} streams had theirs before the end of audio) |",
         f"| server CPU (with its decode workers), whole run / steady | {cpu['mean_percent']} / "
         f"{cpu['steady_percent']} % of one core |",
+        "| steady server CPU by part: event-loop thread / other threads / decode workers | "
+        + " / ".join(str(v) for v in cpu.get("steady_parts_percent", {}).values())
+        + " % |",
         f"| server RSS start / peak / end | {rss['start']} / {rss['peak']} / {rss['end']} MB "
         f"(lifetime peak {rss['lifetime_peak']}) |",
         f"| client CPU ({report.get('client', 'threads')}) | {report['client_cpu_percent']} % of one core |",
@@ -600,6 +649,7 @@ def main() -> int:
         "server_cpu": {
             "mean_percent": round(monitor.cpu_percent(start, end), 1),
             "steady_percent": round(monitor.cpu_percent(start + args.ramp, steady_end), 1),
+            "steady_parts_percent": monitor.parts_percent(start + args.ramp, steady_end),
         },
         "server_rss_mb": {
             "start": round(rss_start * mb, 1),
