@@ -346,6 +346,8 @@ class Trainer:
                 self.epoch += 1
                 self.position = 0
                 batches = bucket_batches(self.train_data.lengths, config.max_frames, config.seed, self.epoch)
+                # Each epoch's shuffle packs a different number of batches.
+                steps_per_epoch = max(1, len(batches) // self.world)
             indices = batches[self.position * self.world + self.rank]
             x, xl, y, yl = collate(
                 self.train_data, indices, self.normalizer, self.vocab, self.specaug, self.generator, self.warp

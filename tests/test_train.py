@@ -108,6 +108,32 @@ def test_bf16_autocast_trains(tmp_path: Path, tiny_manifest: Path) -> None:
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
 
 
+def test_epochs_with_fewer_batches_than_the_last(
+    tmp_path: Path, tiny_manifest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each epoch's shuffle can pack fewer batches than the one before; a run crossing into
+    # such an epoch once indexed past its end (an IndexError at step 23200 of session 8).
+    from asr import train as train_module
+
+    real = train_module.bucket_batches
+
+    def shrinking(lengths, max_frames, seed, epoch):  # type: ignore[no-untyped-def]
+        batches = real(lengths, max_frames, seed, epoch)
+        return batches[: max(1, len(batches) - epoch)]
+
+    monkeypatch.setattr(train_module, "bucket_batches", shrinking)
+    assert len(shrinking(*_batch_args(tmp_path, tiny_manifest), 0)) >= 3
+    trainer = Trainer(_config(tmp_path, tiny_manifest, "epochs", 12))
+    trainer.train()
+    assert trainer.step == 12 and trainer.epoch >= 2
+
+
+def _batch_args(tmp_path: Path, manifest: Path) -> tuple[list[int], int, int]:
+    config = _config(tmp_path, manifest, "probe", 1)
+    trainer = Trainer(config)
+    return list(trainer.train_data.lengths), config.max_frames, config.seed
+
+
 @pytest.mark.parametrize("freq_warp", [0.0, 0.1])
 def test_resume_is_exact(tmp_path: Path, tiny_manifest: Path, freq_warp: float) -> None:
     def config(out: str, steps: int) -> TrainConfig:
