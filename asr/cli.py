@@ -11,9 +11,29 @@ from pathlib import Path
 log = logging.getLogger("asr")
 
 
+def _engine_weights(specs: list[str] | None) -> dict[str, float] | None:
+    """``["piper=1", "flite=0.5"]`` -> ``{"piper": 1.0, "flite": 0.5}``; None keeps the defaults."""
+    if not specs:
+        return None
+    from asr.corpus.build import DEFAULT_ENGINE_WEIGHTS
+
+    known = {*DEFAULT_ENGINE_WEIGHTS, "piper"}
+    weights = {}
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        if name not in known:
+            raise SystemExit(f"asr corpus build: --engines: expected one of {sorted(known)}, got {name!r}")
+        try:
+            weights[name] = float(value) if sep else 1.0
+        except ValueError:
+            raise SystemExit(f"asr corpus build: --engines: expected NAME=WEIGHT, got {spec!r}") from None
+    return weights
+
+
 def _corpus_build(args: argparse.Namespace) -> int:
     from asr.corpus.build import CorpusConfig, build_corpus, format_summary
 
+    weights = _engine_weights(args.engines)
     config = CorpusConfig(
         out=Path(args.out),
         hours=args.hours,
@@ -21,6 +41,7 @@ def _corpus_build(args: argparse.Namespace) -> int:
         test_utts=args.test_utts,
         seed=args.seed,
         jobs=args.jobs,
+        **({"engine_weights": weights} if weights else {}),
     )
     summary = build_corpus(config, progress=not args.quiet)
     print(format_summary(summary))
@@ -77,6 +98,16 @@ def _add_corpus(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     build.add_argument("--test-utts", type=int, default=1000, help="utterances in the test split")
     build.add_argument("--seed", type=int, default=1234, help="seed for splits and every random choice")
     build.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
+    build.add_argument(
+        "--engines",
+        nargs="+",
+        metavar="NAME=WEIGHT",
+        help=(
+            "share of training utterances per engine (espeak, mbrola, flite, festival, piper); "
+            "default espeak=0.40 mbrola=0.28 flite=0.20 festival=0.12 (piper off). "
+            "E.g. a Piper-only supplement: --engines piper=1 --dev-utts 0 --test-utts 0 --out data/corpus-piper"
+        ),
+    )
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     build.set_defaults(func=_corpus_build)
     smoke = csub.add_parser(

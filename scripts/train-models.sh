@@ -35,18 +35,22 @@ mkdir -p data/logs
 common=(--dev data/corpus/dev.jsonl --batch-frames 12000 --threads 1 --eval-every 500
         --save-every 200 --max-minutes "$minutes" --anneal-steps "$anneal"
         --lr-half-life "$half_life" --anneal-minutes "${ANNEAL_MINUTES:-0}" ${TRAIN_ARGS:-})
+# The Piper neural-voice supplement (make corpus builds it), when present, trains both models.
+extra=()
+[ -f data/corpus-piper/train.jsonl ] && extra=(data/corpus-piper/train.jsonl)
 # Cache features once (both cores), so the two jobs don't race on the cache.
 .venv/bin/python -c "
+import sys
 from asr.data import load_feature_set
-for m in ('data/corpus/train.jsonl', 'data/corpus/train-clean.jsonl', 'data/corpus/dev.jsonl'):
+for m in ['data/corpus/train.jsonl', 'data/corpus/train-clean.jsonl', 'data/corpus/dev.jsonl'] + sys.argv[1:]:
     load_feature_set(m, jobs=2)
-"
+" "${extra[@]}"
 export OMP_NUM_THREADS=1
 # A new machine has no data/runs/*/last.pt: continue from the shipped checkpoints instead.
 init() { [ -f "models/$1/model.pt" ] && echo "--init-from models/$1/model.pt"; }
 nohup .venv/bin/asr train --kind streaming --out data/runs/streaming \
-  --train data/corpus/train.jsonl data/corpus/train-clean.jsonl "${common[@]}" \
+  --train data/corpus/train.jsonl data/corpus/train-clean.jsonl "${extra[@]}" "${common[@]}" \
   --steps "$streaming_steps" --lr "$streaming_lr" $(init streaming) ${STREAMING_ARGS:-} >> data/logs/train-streaming.log 2>&1 &
-nohup .venv/bin/asr train --kind offline --out data/runs/offline --train data/corpus/train.jsonl \
+nohup .venv/bin/asr train --kind offline --out data/runs/offline --train data/corpus/train.jsonl "${extra[@]}" \
   "${common[@]}" --steps "$offline_steps" --lr "$offline_lr" $(init offline) ${OFFLINE_ARGS:-} >> data/logs/train-offline.log 2>&1 &
 echo "training in the background: tail -f data/logs/train-{streaming,offline}.log"

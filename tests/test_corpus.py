@@ -133,6 +133,51 @@ def test_plan_shard_respects_engine_weights() -> None:
     assert {p.voice.engine for p in plans} == {"flite"}
 
 
+def test_piper_voice_trains_and_is_off_by_default() -> None:
+    piper = Voice("piper", "en_US-joe-medium", "piper-joe")
+    voices = [*make_voices(), piper]
+    splits = split_voices(voices, seed=1234)
+    assert piper in splits["train"]
+    # The default weights leave Piper out, so the main corpus is the same with or without it.
+    config = small_config()
+    train = split_voices(voices, config.seed)["train"]
+    default = plan_shard("train", 0, config, ["a b c"], train)
+    assert default == plan_shard("train", 0, config, ["a b c"], [v for v in train if v.engine != "piper"])
+    only = plan_shard("train", 0, small_config(engine_weights={"piper": 1.0}), ["a b c"], train)
+    assert {p.voice for p in only} == {piper}
+
+
+def test_engine_weights_option() -> None:
+    from asr.cli import _engine_weights
+
+    assert _engine_weights(None) is None
+    assert _engine_weights(["piper=1", "flite=0.5", "espeak"]) == {"piper": 1.0, "flite": 0.5, "espeak": 1.0}
+    with pytest.raises(SystemExit, match="expected one of"):
+        _engine_weights(["klingon=1"])
+    with pytest.raises(SystemExit, match="NAME=WEIGHT"):
+        _engine_weights(["piper=lots"])
+
+
+def test_piper_synthesis(tmp_path: Path) -> None:
+    pytest.importorskip("piper")
+    from asr.audio import load_audio
+    from asr.corpus.voices import Prosody, piper_voices, synthesize
+
+    if not piper_voices():
+        pytest.skip("no Piper voice package installed")
+    name = next(iter(piper_voices()))
+    lengths = []
+    for rate in (0.8, 1.25):
+        out = tmp_path / f"{rate}.wav"
+        synthesize(
+            Voice("piper", name, piper_voices()[name]), "the water is very cold", Prosody(rate=rate), out
+        )
+        audio = load_audio(out)
+        assert np.max(np.abs(audio)) > 0.05
+        lengths.append(len(audio))
+    assert lengths[0] > 1.2 * lengths[1]  # slower rate, longer audio
+
+
 # ---------------------------------------------------------------------------
 # Augmentation
 # ---------------------------------------------------------------------------

