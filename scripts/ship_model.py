@@ -35,6 +35,10 @@ def main() -> int:
     parser.add_argument("--name", required=True, choices=["streaming", "offline"], help="shipped model name")
     parser.add_argument("--test", required=True, help="held-out-voice test manifest")
     parser.add_argument("--smoke", help="real-speech smoke-set manifest")
+    parser.add_argument(
+        "--piper",
+        help="Piper-voice set (scripts/piper_eval_set.py): held-out sentences, a voice seen in training",
+    )
     parser.add_argument("--command", default="", help="the exact training command, for the card")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the RTF figure")
     parser.add_argument("--note", default="", help="extra text for the card's status section")
@@ -50,6 +54,8 @@ def main() -> int:
     results = {"test": evaluate_manifest(loaded, args.test, progress=True)[0].to_dict()}
     if args.smoke:
         results["smoke"] = evaluate_manifest(loaded, args.smoke)[0].to_dict()
+    if args.piper:
+        results["piper"] = evaluate_manifest(loaded, args.piper)[0].to_dict()
     training = loaded.meta["training"]
     config = loaded.model.config
     size_mb = dest.stat().st_size / 2**20
@@ -77,7 +83,8 @@ def main() -> int:
         "Reproduce:",
         "",
         "```sh",
-        "make corpus   # asr corpus build --hours 50 --out data/corpus (seed 1234)",
+        "make corpus   # asr corpus build --hours 50 --out data/corpus (seed 1234), then the Piper supplement:",
+        "              # asr corpus build --hours 3 --engines piper=1 --dev-utts 0 --test-utts 0 --out data/corpus-piper",
         args.command or "(command not recorded)",
         "```",
         "",
@@ -86,7 +93,11 @@ def main() -> int:
         "| set | utterances | WER | CER | RTF (1 thread, batched) |",
         "|---|---|---|---|---|",
     ]
-    names = {"test": "synthetic test split, held-out voices + sentences", "smoke": "real-speech smoke set"}
+    names = {
+        "test": "synthetic test split, held-out voices + sentences",
+        "smoke": "real-speech smoke set",
+        "piper": "Piper neural voice (seen in training), held-out test sentences, clean",
+    }
     for key, r in results.items():
         lines.append(
             f"| {names[key]} (`{Path(r['manifest']).name}`) | {r['utterances']} | {_pct(r['wer'])} | "
