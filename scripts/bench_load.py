@@ -281,6 +281,7 @@ class PacedSource:
 class StreamRecord:
     audio_seconds: float
     status: str = "OK"
+    detail: str = ""  # the error's message, when status is not OK
     partial_ms: list[float] = field(default_factory=list)
     final_ms: float | None = None
     lag_ms: list[float] = field(default_factory=list)
@@ -425,8 +426,10 @@ async def run_stream_aio(stub: Any, audio: np.ndarray, mode: str, chunk_ms: floa
                 arrivals.append((now, r.is_final, r.result_end_time))
     except grpc.aio.AioRpcError as e:
         record.status = e.code().name
+        record.detail = (e.details() or "")[:300]
     except Exception as e:  # noqa: BLE001 - counted, not fatal
         record.status = f"client:{type(e).__name__}"
+        record.detail = str(e)[:300]
     sent_a = np.array(sent)
     for arrival, is_final, end in arrivals:
         if is_final:
@@ -642,6 +645,8 @@ def main() -> int:
         "streams_ok": codes.get("OK", 0),
         "streams_failed": sum(n for c, n in codes.items() if c != "OK"),
         "status_codes": dict(codes),
+        # The first message seen for each failing code, to tell a limit from a bug.
+        "status_details": {c: next(r.detail for r in records if r.status == c) for c in codes if c != "OK"},
         "audio_seconds": round(sum(r.audio_seconds for r in records), 1),
         "partial_ms": quantiles([x for r in records for x in r.partial_ms]),
         "final_ms": quantiles([r.final_ms for r in records if r.final_ms is not None]),
