@@ -387,6 +387,7 @@ def server_stats(client: RecognizerClient) -> dict[str, float]:
 async def run_stream_aio(stub: Any, audio: np.ndarray, mode: str, chunk_ms: float) -> StreamRecord:
     """:func:`run_stream` on grpc.aio: one event loop paces and reads every stream."""
     import grpc
+    from asr.client.aio import wait_accepted
 
     from asr.v1 import asr_pb2
 
@@ -404,8 +405,12 @@ async def run_stream_aio(stub: Any, audio: np.ndarray, mode: str, chunk_ms: floa
         interim_results=mode != "offline",
     )
 
+    calls: list[Any] = []
+
     async def requests():  # type: ignore[no-untyped-def]
         yield asr_pb2.StreamingRecognizeRequest(streaming_config=config)
+        if not await wait_accepted(calls[0]):
+            return  # refused: the call's status says why
         start = time.monotonic()
         for chunk, end in zip(chunks, ends, strict=True):
             due = start + end
@@ -420,6 +425,7 @@ async def run_stream_aio(stub: Any, audio: np.ndarray, mode: str, chunk_ms: floa
     arrivals: list[tuple[float, bool, float]] = []
     try:
         call = stub.StreamingRecognize(requests(), timeout=record.audio_seconds + 60)
+        calls.append(call)
         async for response in call:
             now = time.monotonic()
             for r in response.results:

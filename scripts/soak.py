@@ -49,6 +49,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+from asr.client.aio import wait_accepted
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -210,8 +211,9 @@ async def one_stream(
     reader.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved, even if abandoned
     try:
         await call.write(config_request(args.mode))
+        accepted = await wait_accepted(call)  # else the server refused it: status below
         begin = time.perf_counter()
-        for k, i in enumerate(range(0, len(pcm), chunk)):
+        for k, i in enumerate(range(0, len(pcm), chunk) if accepted else ()):
             due = begin + k * args.chunk_ms / 1000
             if due >= stop_at or reader.done():
                 break

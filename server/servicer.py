@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import grpc
 import numpy as np
+from asr.client.aio import ACCEPTED_METADATA_KEY
 from asr.server.batcher import StreamBatcher
 from asr.server.metrics import Metrics
 from google.protobuf.message import DecodeError
@@ -265,20 +266,24 @@ class RecognizerService(asr_pb2_grpc.RecognizerServicer):
         request_iterator: AsyncIterator[asr_pb2.StreamingRecognizeRequest],
         context: aio.ServicerContext,
     ) -> AsyncIterator[asr_pb2.StreamingRecognizeResponse]:
-        if self.draining:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
-        if self.metrics.active_streams >= self.limits.max_streams:
-            self.metrics.error()
-            await context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"stream limit reached ({self.limits.max_streams} live streams)",
-            )
-        self.metrics.stream_started()
         loop = asyncio.get_running_loop()
         idle = _IdleTimer(self.limits.idle_timeout_s)
         session: StreamingSession | None = None
+        counted = False
         try:
+            # Admission comes after the first message has arrived: refusing a stream while
+            # the client is still sending its config makes grpc.aio clients report INTERNAL
+            # 'Internal error from Core' instead of the status below (asr.client.aio).
             first = await self._next(request_iterator, idle)
+            if self.draining:
+                raise RequestError("server is shutting down", grpc.StatusCode.UNAVAILABLE)
+            if self.metrics.active_streams >= self.limits.max_streams:
+                raise RequestError(
+                    f"stream limit reached ({self.limits.max_streams} live streams)",
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                )
+            self.metrics.stream_started()  # no await since the check: admission is atomic
+            counted = True
             if first is None:
                 return  # half-closed without sending anything: nothing to do
             if first.WhichOneof("request") != "streaming_config":
@@ -291,6 +296,9 @@ class RecognizerService(asr_pb2_grpc.RecognizerServicer):
             )
             session = self.recognizer.stream(config)
             decode = AudioDecoder(sc.config.encoding)
+            # Accepted: say so at once (initial metadata, before any result), so that an
+            # asyncio client can wait for it before sending audio (asr.client.aio).
+            await context.send_initial_metadata(((ACCEPTED_METADATA_KEY, config.mode),))
             audio_seconds = 0.0
             drained = False
             while not session.finished:
@@ -351,7 +359,8 @@ class RecognizerService(asr_pb2_grpc.RecognizerServicer):
             idle.close()
             if session is not None:
                 session.close()  # at once, also on cancel: a decode worker may hold its search
-            self.metrics.stream_ended()
+            if counted:
+                self.metrics.stream_ended()
 
     def _observe(self, results: list[Result], since: float) -> None:
         ms = 1000 * (time.perf_counter() - since)

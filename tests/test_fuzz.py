@@ -207,8 +207,15 @@ class Aborted(Exception):
 class FakeContext:
     """What the servicer uses of ``grpc.aio.ServicerContext``: ``abort`` raises."""
 
+    def __init__(self) -> None:
+        self.initial_metadata: tuple[tuple[str, str], ...] | None = None
+
     async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
         raise Aborted(code, details)
+
+    async def send_initial_metadata(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        assert self.initial_metadata is None, "initial metadata sent twice"
+        self.initial_metadata = metadata
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ results arrive, their shape, status codes, limits, auth and counters.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import sys
 import threading
@@ -315,6 +316,62 @@ def test_stream_limit_is_resource_exhausted(limited: RunningServer) -> None:
         assert list(first) == []  # the held stream still ends cleanly
         assert wait_for(lambda: c.stats().active_streams == 0)
         assert list(c.stream(noise(0.2)))  # and the slot is free again
+
+
+def _aio_streams(port: int, n: int, audio: bytes) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
+    """``n`` concurrent grpc.aio streams that wait for acceptance before sending ``audio``:
+    each stream's status and initial metadata."""
+    from asr.client.aio import wait_accepted
+    from grpc import aio
+
+    async def one(stub: asr_pb2_grpc.RecognizerStub) -> tuple[str, tuple[tuple[str, str], ...]]:
+        call = stub.StreamingRecognize(timeout=30)
+        try:
+            await call.write(config_request())
+            if await wait_accepted(call):
+                await call.write(Request(audio_content=audio))
+                await call.done_writing()
+            while await call.read() != aio.EOF:
+                pass
+        except (aio.AioRpcError, asyncio.InvalidStateError):
+            pass
+        metadata = tuple(tuple(m) for m in (await call.initial_metadata() or ()))
+        return (await call.code()).name, metadata
+
+    async def main() -> list[tuple[str, tuple[tuple[str, str], ...]]]:
+        async with aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = asr_pb2_grpc.RecognizerStub(channel)
+            return list(await asyncio.gather(*(one(stub) for _ in range(n))))
+
+    return asyncio.run(main())
+
+
+def test_accepted_stream_says_so_before_audio(server: RunningServer) -> None:
+    from asr.client.aio import ACCEPTED_METADATA_KEY
+
+    ((status, metadata),) = _aio_streams(server.port, 1, float_to_pcm16(noise(0.3)))
+    assert status == "OK" and (ACCEPTED_METADATA_KEY, "stream") in metadata
+
+
+def test_aio_clients_over_the_limit_see_resource_exhausted(limited: RunningServer) -> None:
+    """grpc.aio reports a write racing a refusal as INTERNAL 'Internal error from Core';
+    admission after the config and waiting for acceptance leave the server's own status."""
+    release = threading.Event()
+
+    def held_open() -> Iterator[Request]:
+        yield config_request()
+        release.wait(20)
+
+    with RecognizerClient(f"127.0.0.1:{limited.port}") as c:
+        held = asr_pb2_grpc.RecognizerStub(c.channel).StreamingRecognize(held_open())
+        try:
+            assert wait_for(lambda: c.stats().active_streams == 1)
+            outcomes = _aio_streams(limited.port, 40, float_to_pcm16(noise(0.2)))
+        finally:
+            release.set()
+        assert list(held) == []
+    assert [status for status, _ in outcomes] == ["RESOURCE_EXHAUSTED"] * 40
+    assert all(metadata == () for _, metadata in outcomes)  # refused: never accepted
 
 
 def test_max_stream_seconds_is_out_of_range(limited: RunningServer) -> None:
