@@ -40,7 +40,7 @@ from asr.api import Recognizer, load_decoder
 from asr.audio import SAMPLE_RATE, AudioError, load_audio
 from asr.checkpoint import MODELS_DIR, LoadedModel, load_model
 from asr.decoding import STEP_SECONDS, Decoder, Hypothesis
-from asr.evaluate import batch_log_probs, evaluate_manifest
+from asr.evaluate import GROUPINGS, batch_log_probs, evaluate_manifest, grouped_scores, result_row
 from asr.features import log_mel
 from asr.manifest import read_manifest
 from asr.metrics import error_rates
@@ -324,8 +324,7 @@ def summarize(values: Iterable[float | None]) -> dict[str, float] | None:
 
 def score(pairs: Iterable[tuple[str, str]]) -> dict[str, float]:
     """WER/CER of (reference, hypothesis) pairs with :func:`asr.metrics.error_rates`."""
-    c = error_rates(pairs)
-    return {"wer": c.wer, "cer": c.cer, "utterances": c.utterances, "words": c.words}
+    return error_rates(pairs).summary()
 
 
 def _load_entries(manifest: str, limit: int | None) -> list[tuple[dict[str, Any], np.ndarray]]:
@@ -393,7 +392,7 @@ class _Bench:
                     SessionConfig(mode="two-pass", interim_results=False, endpoint=self.config.endpoint)
                 )
                 hyp = results_text(session.accept_audio(audio) + session.finish())
-                two_pass[name].append({"audio": e["audio_filepath"], "ref": ref, "hyp": hyp})
+                two_pass[name].append(result_row(e, ref, hyp))
             self.bar.update(2)
         out["two-pass"] = {name: score((r["ref"], r["hyp"]) for r in rs) for name, rs in two_pass.items()}
         rows["two-pass"] = two_pass
@@ -581,6 +580,13 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             for c in sorted(config.chunks_ms)
         ]
         report["lookahead"] = {"measured": False, "why": LOOKAHEAD_NOTE}
+        report["test_groups"] = {
+            by: {
+                mode: {name: grouped_scores(rows, by) for name, rows in test["rows"][mode].items()}
+                for mode in ("streaming", "two-pass", "offline")
+            }
+            for by in GROUPINGS
+        }
         if config.peer:
             report["modes"]["pocketsphinx"] = _peer(bench, config, peer_n)
         bench.stage("plots")

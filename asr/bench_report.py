@@ -70,6 +70,51 @@ def headline_rows(report: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _group_section(report: dict[str, Any]) -> list[str]:
+    """Test-split accuracy per voice and per condition (clean/augmented); [] for older reports."""
+    groups = report.get("test_groups")
+    if not groups:
+        return []
+    lines = [
+        "## Test split by voice and by condition",
+        "",
+        "Where the errors are: the same test decodes as the headline, grouped by the voice that spoke "
+        "(espeak-ng's accent+variant voices pooled) and by whether the utterance was augmented "
+        "(speed, reverberation, babble or coloured noise, telephone band, gain) or left clean. WER/CER in %.",
+        "",
+    ]
+    for by, title in (("voice", "voice"), ("condition", "condition")):
+        per_mode = groups[by]
+        names = per_mode["offline"]["lm"].keys()
+        lines += _table(
+            [
+                title,
+                "utterances",
+                "words",
+                "streaming CER greedy",
+                "streaming WER LM",
+                "two-pass WER LM",
+                "offline CER greedy",
+                "offline WER LM",
+            ],  # fmt: skip
+            (
+                [
+                    g,
+                    str(per_mode["offline"]["lm"][g]["utterances"]),
+                    str(per_mode["offline"]["lm"][g]["words"]),
+                    _pct(per_mode["streaming"]["greedy"].get(g), "cer"),
+                    _pct(per_mode["streaming"]["lm"].get(g)),
+                    _pct(per_mode["two-pass"]["lm"].get(g)),
+                    _pct(per_mode["offline"]["greedy"].get(g), "cer"),
+                    _pct(per_mode["offline"]["lm"].get(g)),
+                ]  # fmt: skip
+                for g in names
+            ),
+        )
+        lines.append("")
+    return lines
+
+
 def headline_header(report: dict[str, Any]) -> list[str]:
     return [
         "mode", "test WER greedy", "test CER greedy", "test WER LM", "test CER LM", "smoke WER greedy / LM",
@@ -187,6 +232,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"**Lookahead sweep**: {report['lookahead']['why']}.",
         "",
+        *_group_section(report),
         "## Same subset, side by side with PocketSphinx",
         "",
         *_table(

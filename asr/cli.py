@@ -267,7 +267,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     import torch
 
-    from asr.evaluate import evaluate_manifest
+    from asr.evaluate import evaluate_manifest, grouped_scores
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -279,12 +279,21 @@ def _eval(args: argparse.Namespace) -> int:
     result, rows = evaluate_manifest(
         args.model, args.manifest, limit=args.limit, progress=not args.json, decoder=decoder
     )
+    groups = grouped_scores(rows, args.by) if args.by else None
     if args.json:
-        print(json.dumps(result.to_dict()))
+        print(json.dumps({**result.to_dict(), **({"by": {args.by: groups}} if groups else {})}))
     else:
         if args.show:
             for row in rows[: args.show]:
                 print(f"REF: {row['ref']}\nHYP: {row['hyp']}\n")
+        if groups:
+            width = max(len(args.by), *(len(g) for g in groups))
+            print(f"{args.by:<{width}}  utts  words    WER     CER")
+            for g, s in groups.items():
+                print(
+                    f"{g:<{width}}  {s['utterances']:>4}  {s['words']:>5}  "
+                    f"{100 * s['wer']:5.1f}%  {100 * s['cer']:5.1f}%"
+                )
         print(
             f"{result.utterances} utterances ({result.failed} failed), {result.audio_seconds / 60:.1f} min audio: "
             f"WER {100 * result.wer:.2f}%  CER {100 * result.cer:.2f}%  RTF {result.rtf:.4f} "
@@ -312,6 +321,13 @@ def _add_eval(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--decoder", choices=["greedy", "beam"], default="greedy", help="decoding")
     p.add_argument("--lm", default=str(_models_dir() / "lm"), help="language model folder (beam)")
     p.add_argument("--no-lm", action="store_true", help="beam search without the language model")
+    p.add_argument(
+        "--by",
+        choices=["voice", "condition"],
+        default=None,
+        help="also break WER/CER down per voice (espeak-ng variants pooled) or per condition "
+        "(clean/augmented), from the manifest's voice/engine/augment fields",
+    )
     p.set_defaults(func=_eval)
 
 

@@ -18,7 +18,7 @@ from asr.data import FeatureSet, pack_batches
 from asr.decoding import Decoder
 from asr.features import log_mel
 from asr.manifest import read_manifest
-from asr.metrics import ErrorCounts, error_rates
+from asr.metrics import ErrorCounts, error_rates, error_rates_by
 from asr.model import CTCModel
 from asr.text import greedy_decode, normalize_text
 
@@ -57,6 +57,45 @@ def decode_feature_set(
         for i, lp in zip(batch, batch_log_probs(model, feats, device), strict=True):
             hyps[i] = greedy_decode(lp)
     return hyps
+
+
+GROUPINGS = ("voice", "condition")
+
+
+def voice_group(entry: dict[str, Any]) -> str:
+    """The utterance's voice (``engine:voice``), with espeak-ng's many accent+variant voices
+    pooled into one group; a manifest without voices gives its ``source``, else "unknown"."""
+    engine = str(entry.get("engine") or "")
+    if engine == "espeak":
+        return "espeak (all variants)"
+    return str(entry.get("voice") or entry.get("source") or "unknown")
+
+
+def condition(entry: dict[str, Any]) -> str:
+    """ "augmented" or "clean" for corpus utterances (their ``augment`` field), else "unknown"."""
+    if "augment" not in entry:
+        return "unknown"
+    return "augmented" if entry["augment"] else "clean"
+
+
+def result_row(entry: dict[str, Any], ref: str, hyp: str) -> dict[str, str]:
+    """A per-utterance row: audio, reference, hypothesis and the groups of :data:`GROUPINGS`."""
+    return {
+        "audio": str(entry["audio_filepath"]),
+        "ref": ref,
+        "hyp": hyp,
+        "voice": voice_group(entry),
+        "condition": condition(entry),
+    }
+
+
+def grouped_scores(rows: Sequence[dict[str, str]], by: str) -> dict[str, dict[str, float]]:
+    """WER/CER/utterances/words per group of ``rows`` (``by``: one of :data:`GROUPINGS`),
+    sorted by group name."""
+    if by not in GROUPINGS:
+        raise ValueError(f"expected a grouping in {GROUPINGS}, got {by!r}")
+    groups = error_rates_by((r[by], r["ref"], r["hyp"]) for r in rows)
+    return {g: c.summary() for g, c in sorted(groups.items())}
 
 
 @dataclass
@@ -116,7 +155,7 @@ def evaluate_manifest(
     length) divided by audio duration, on the current torch thread count.
 
     Returns:
-        The result and per-utterance ``{"audio", "ref", "hyp"}`` rows.
+        The result and per-utterance rows (:func:`result_row`: audio, ref, hyp, voice, condition).
     """
     from tqdm import tqdm
 
@@ -149,7 +188,5 @@ def evaluate_manifest(
     result = EvalResult.from_counts(
         str(loaded.path), manifest, counts, failed, audio_seconds, elapsed, torch.get_num_threads()
     )
-    rows = [
-        {"audio": e["audio_filepath"], "ref": r, "hyp": h} for e, r, h in zip(kept, refs, hyps, strict=True)
-    ]
+    rows = [result_row(e, r, h) for e, r, h in zip(kept, refs, hyps, strict=True)]
     return result, rows

@@ -50,6 +50,10 @@ class ErrorCounts:
     def cer(self) -> float:
         return self.char_errors / max(self.chars, 1)
 
+    def summary(self) -> dict[str, float]:
+        """``{"wer", "cer", "utterances", "words"}``, as the reports store it."""
+        return {"wer": self.wer, "cer": self.cer, "utterances": self.utterances, "words": self.words}
+
 
 def error_rates(pairs: Iterable[tuple[str, str]]) -> ErrorCounts:
     """Counts for (reference, hypothesis) pairs."""
@@ -57,6 +61,14 @@ def error_rates(pairs: Iterable[tuple[str, str]]) -> ErrorCounts:
     for ref, hyp in pairs:
         counts.add(ref, hyp)
     return counts
+
+
+def error_rates_by(triples: Iterable[tuple[str, str, str]]) -> dict[str, ErrorCounts]:
+    """Counts per group for (group, reference, hypothesis) triples, groups in first-seen order."""
+    groups: dict[str, ErrorCounts] = {}
+    for group, ref, hyp in triples:
+        groups.setdefault(group, ErrorCounts()).add(ref, hyp)
+    return groups
 
 
 def wer(ref: str, hyp: str) -> float:

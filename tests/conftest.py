@@ -53,6 +53,10 @@ def write_tiny_checkpoints(folder: Path, seed: int, blank_share: float) -> tuple
     return paths[0], paths[1]
 
 
+# Voice fields like a corpus manifest's (asr eval --by voice pools the espeak-ng variants).
+TINY_VOICES = [("espeak", "espeak:en-us+m3"), ("flite", "flite:awb"), ("espeak", "espeak:en-gb+f2")]
+
+
 def write_tiny_manifest(folder: Path, n: int = 12, seed: int = 0) -> Path:
     """n short noisy 'utterances' whose spectra depend on their text; enough to train on."""
     rng = np.random.default_rng(seed)
@@ -67,7 +71,10 @@ def write_tiny_manifest(folder: Path, n: int = 12, seed: int = 0) -> Path:
         audio /= max(1.0, float(np.abs(audio).max()) / 0.9)
         path = folder / f"utt{i:03d}.wav"
         write_wav(path, audio)
-        lines.append(json.dumps({"audio_filepath": path.name, "duration": seconds, "text": text}))
+        engine, voice = TINY_VOICES[i % len(TINY_VOICES)]
+        entry = {"audio_filepath": path.name, "duration": seconds, "text": text, "engine": engine}
+        entry |= {"voice": voice, "augment": {"gain_db": -3.0} if i % 2 else {}}
+        lines.append(json.dumps(entry))
     manifest = folder / "manifest.jsonl"
     manifest.write_text("\n".join(lines) + "\n")
     return manifest

@@ -134,3 +134,22 @@ def test_missing_peer_fails_before_measuring(monkeypatch: pytest.MonkeyPatch, tm
     with pytest.raises(RuntimeError, match="--no-peer"):
         run_bench(BenchConfig(out=tmp_path, test_manifest=str(tmp_path / "missing.jsonl")))
     assert not any(tmp_path.iterdir())
+
+
+def test_test_split_groups_add_up(bench_run: tuple[dict[str, Any], Path, Path, Path, Path]) -> None:
+    report, out, *_ = bench_run
+    groups = report["test_groups"]
+    assert set(groups) == {"voice", "condition"}
+    assert set(groups["voice"]["offline"]["lm"]) == {"espeak (all variants)", "flite:awb"}
+    assert set(groups["condition"]["offline"]["lm"]) == {"clean", "augmented"}
+    for per_mode in groups.values():
+        for mode, decodings in per_mode.items():
+            for decoding, per_group in decodings.items():
+                whole = report["modes"][mode]["test"][decoding]
+                assert sum(g["utterances"] for g in per_group.values()) == whole["utterances"] == 8
+                assert sum(g["words"] for g in per_group.values()) == whole["words"]
+                # Corpus-level WER: the groups' word errors add up to the whole set's.
+                errors = sum(g["wer"] * g["words"] for g in per_group.values())
+                assert errors == pytest.approx(whole["wer"] * whole["words"])
+    md = (out / "tradeoff.md").read_text()
+    assert "Test split by voice and by condition" in md and "| flite:awb | 3 |" in md

@@ -1,10 +1,14 @@
-"""Tests for the ``asr`` command line: every subcommand has a working ``--help``."""
+"""Tests for the ``asr`` command line: every subcommand has a working ``--help``; eval's breakdowns."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pytest
 
 from asr.cli import main
+from tests.conftest import write_tiny_checkpoints, write_tiny_manifest
 
 
 def run_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -56,3 +60,28 @@ def test_train_requires_its_manifests(capsys: pytest.CaptureFixture[str]) -> Non
         main(["train", "--out", "x"])
     assert exc.value.code == 2
     assert "--train" in capsys.readouterr().err
+
+
+def test_eval_breaks_errors_down_by_voice_and_condition(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = write_tiny_manifest(tmp_path / "data", n=6)
+    streaming, _ = write_tiny_checkpoints(tmp_path, seed=3, blank_share=0.6)
+    base = ["eval", "--manifest", str(manifest), "--model", str(streaming), "--threads", "1", "--json"]
+    assert main(base) == 0
+    whole = json.loads(capsys.readouterr().out)
+    for by, groups in (
+        ("voice", {"espeak (all variants)": 4, "flite:awb": 2}),
+        ("condition", {"clean": 3, "augmented": 3}),
+    ):
+        assert main([*base, "--by", by]) == 0
+        report = json.loads(capsys.readouterr().out)
+        per_group = report["by"][by]
+        assert {g: s["utterances"] for g, s in per_group.items()} == groups
+        assert sum(s["words"] * s["wer"] for s in per_group.values()) == pytest.approx(
+            whole["wer"] * sum(s["words"] for s in per_group.values())
+        )
+    assert main(base[:-1] + ["--by", "voice"]) == 0  # the table form
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["voice", "utts", "words", "WER", "CER"]
+    assert "flite:awb" in out and "6 utterances (0 failed)" in out

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asr.metrics import ErrorCounts, cer, edit_distance, error_rates, wer
+from asr.metrics import ErrorCounts, cer, edit_distance, error_rates, error_rates_by, wer
 
 
 @pytest.mark.parametrize(
@@ -103,3 +103,11 @@ def test_error_counts_accumulate() -> None:
     counts.add("c d", "c")
     assert (counts.word_errors, counts.words, counts.utterances) == (1, 4, 2)
     assert counts.wer == pytest.approx(0.25)
+
+
+def test_error_rates_by_group_keeps_corpus_level_counts() -> None:
+    groups = error_rates_by([("a", "x y", "x y"), ("b", "p q r", "p"), ("a", "z", "w")])
+    assert list(groups) == ["a", "b"]  # first-seen order
+    assert (groups["a"].word_errors, groups["a"].words, groups["a"].utterances) == (1, 3, 2)
+    assert groups["b"].wer == pytest.approx(2 / 3)
+    assert groups["a"].summary() == {"wer": 1 / 3, "cer": groups["a"].cer, "utterances": 2, "words": 3}
