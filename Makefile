@@ -37,11 +37,13 @@ corpus-deps: setup
 	scripts/install-mbrola.sh
 	$(BIN)/pip install -q -e ".[piper]"
 
-# Rebuild the training corpus (resumable; ~20-30 min for 50 h on 2 cores), then the Piper
-# neural-voice supplement (training only, no dev/test; ~8 min for 3 h).
+# Rebuild the training corpus (resumable; ~20-30 min for 50 h on 2 cores), then two training-only
+# supplements (no dev/test): the Piper neural voice (~8 min for 3 h) and nine more mbrola
+# databases, i.e. recorded people, speaking English (mbrola-x, a few minutes for 5 h).
 corpus: corpus-deps
 	$(BIN)/asr corpus build --hours 50 --out data/corpus
 	$(BIN)/asr corpus build --hours 3 --engines piper=1 --dev-utts 0 --test-utts 0 --out data/corpus-piper
+	$(BIN)/asr corpus build --hours 5 --engines mbrola-x=1 --dev-utts 0 --test-utts 0 --out data/corpus-mbrola-x
 
 fuzz: setup
 	FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest -q tests/test_fuzz.py --hypothesis-show-statistics

@@ -17,7 +17,7 @@ def _engine_weights(specs: list[str] | None) -> dict[str, float] | None:
         return None
     from asr.corpus.build import DEFAULT_ENGINE_WEIGHTS
 
-    known = {*DEFAULT_ENGINE_WEIGHTS, "piper"}
+    known = {*DEFAULT_ENGINE_WEIGHTS, "piper", "mbrola-x"}
     weights = {}
     for spec in specs:
         name, sep, value = spec.partition("=")
@@ -103,9 +103,10 @@ def _add_corpus(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         nargs="+",
         metavar="NAME=WEIGHT",
         help=(
-            "share of training utterances per engine (espeak, mbrola, flite, festival, piper); "
-            "default espeak=0.40 mbrola=0.28 flite=0.20 festival=0.12 (piper off). "
-            "E.g. a Piper-only supplement: --engines piper=1 --dev-utts 0 --test-utts 0 --out data/corpus-piper"
+            "share of training utterances per engine (espeak, mbrola, flite, festival, piper, mbrola-x); "
+            "default espeak=0.40 mbrola=0.28 flite=0.20 festival=0.12 (piper and mbrola-x off). "
+            "E.g. a Piper-only supplement: --engines piper=1 --dev-utts 0 --test-utts 0 --out data/corpus-piper; "
+            "mbrola-x: 9 more mbrola databases (recorded people) speaking English, training only"
         ),
     )
     build.add_argument("--quiet", action="store_true", help="no progress bar")

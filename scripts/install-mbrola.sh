@@ -4,6 +4,8 @@
 # uses mbrola voices only when they are installed.
 set -euo pipefail
 VOICES="us1 us2 us3 en1 de1 de2 de3 de4 de5 de6 fr1 fr4 nl2 af1 gr2 ro1 pl1 hu1 sw1 sw2"
+# The mbrola-x engine's databases (asr/corpus/voices.py MBROLA_EXTRA): training supplement only.
+VOICES="$VOICES cr1 de7 es1 es2 fr2 fr3 fr5 fr6 fr7"
 need=""
 for v in $VOICES; do [ -e "/usr/share/mbrola/$v" ] || need="$need mbrola-$v"; done
 command -v mbrola >/dev/null || need="mbrola $need"

