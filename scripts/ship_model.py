@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from asr.checkpoint import MODELS_DIR, load_model
-from asr.evaluate import evaluate_manifest
+from asr.evaluate import evaluate_manifest, grouped_scores
 
 
 def _pct(x: float) -> str:
@@ -51,7 +51,8 @@ def main() -> int:
     dest = dest_dir / "model.pt"
     shutil.copyfile(src, dest)
     loaded = load_model(dest)
-    results = {"test": evaluate_manifest(loaded, args.test, progress=True)[0].to_dict()}
+    test, test_rows = evaluate_manifest(loaded, args.test, progress=True)
+    results = {"test": test.to_dict()}
     if args.smoke:
         results["smoke"] = evaluate_manifest(loaded, args.smoke)[0].to_dict()
     if args.piper:
@@ -108,7 +109,15 @@ def main() -> int:
         "Test split voices: flite rms, festival ked, mbrola us3/de4/pl1 and 10% of espeak-ng variants "
         "(never trained on). Half the test utterances are augmented like training data.",
         "",
+        "Test split by voice (espeak-ng variants pooled) and by condition (`asr eval --by voice|condition`):",
+        "",
+        "| group | utterances | WER | CER |",
+        "|---|---|---|---|",
     ]
+    for by in ("voice", "condition"):
+        for group, g in grouped_scores(test_rows, by).items():
+            lines.append(f"| {group} | {g['utterances']} | {_pct(g['wer'])} | {_pct(g['cer'])} |")
+    lines.append("")
     if args.note:
         lines += ["## Status", "", args.note, ""]
     (dest_dir / "MODEL_CARD.md").write_text("\n".join(lines))
