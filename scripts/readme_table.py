@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Print (or write into README.md) the README's trade-off table from an `asr bench` report.
+
+The README's table sits between two markers:
+
+    <!-- bench-table:start -->
+    ...
+    <!-- bench-table:end -->
+
+    .venv/bin/python scripts/readme_table.py                   # print the rows
+    .venv/bin/python scripts/readme_table.py --write README.md # replace the block in place
+
+A report made with `--no-peer` has no PocketSphinx row; the README's existing peer row is then kept
+as it is (it names the session it came from).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
+HEADER = (
+    "| mode | test WER / CER greedy | test WER / CER with LM | smoke WER with LM | first partial "
+    "| final after end of audio | RTF (1 thread) | model |\n|---|---|---|---|---|---|---|---|"
+)
+LABELS = {
+    "streaming": "streaming (uni-LSTM)",
+    "two-pass": "two-pass (uni partials, BiLSTM finals)",
+    "offline": "offline (BiLSTM, whole utterance)",
+    "pocketsphinx": "PocketSphinx en-us (peer)",
+}
+PEER_LABEL = LABELS["pocketsphinx"]
+
+
+def _pct(d: dict | None, key: str = "wer") -> str:
+    return "—" if not d else f"{100 * d[key]:.1f}"
+
+
+def _ms(d: dict | None) -> str:
+    return "—" if not d else f"{1000 * d['mean']:.0f} ms"
+
+
+def rows(report: dict) -> list[str]:
+    """One README row per mode of the report, in the report's order."""
+    out = []
+    for mode, m in report["modes"].items():
+        peer = mode == "pocketsphinx"
+        greedy = m["test"].get("greedy")
+        lm = m["test"].get("lm")
+        lat = m.get("latency") or {}
+        rtf = m.get("rtf", {}).get("1")
+        out.append(
+            "| "
+            + " | ".join(
+                [
+                    LABELS.get(mode, mode),
+                    "—" if peer or not greedy else f"{_pct(greedy)} / {_pct(greedy, 'cer')}",
+                    f"{_pct(lm)} / {_pct(lm, 'cer')}" + (" †" if peer else ""),
+                    _pct((m.get("smoke") or {}).get("lm")),
+                    _ms(lat.get("first_partial_s")),
+                    _ms(lat.get("final_after_audio_s")),
+                    "—" if rtf is None else f"{rtf:.3f}",
+                    f"{m.get('size_mb', 0):.1f} MB",
+                ]
+            )
+            + " |"
+        )
+    return out
+
+
+def block(report: dict, old_block: str = "") -> str:
+    """The whole marked block; keeps an old PocketSphinx row when the report has none."""
+    lines = rows(report)
+    if "pocketsphinx" not in report["modes"]:
+        lines += [line for line in old_block.splitlines() if line.startswith(f"| {PEER_LABEL}")]
+    return "\n".join([START, HEADER, *lines, END])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--report", type=Path, default=Path("reports/tradeoff.json"), help="asr bench's JSON")
+    parser.add_argument("--write", type=Path, metavar="README", help="replace the marked block in this file")
+    args = parser.parse_args(argv)
+    report = json.loads(args.report.read_text())
+    if args.write is None:
+        print(block(report))
+        return 0
+    text = args.write.read_text()
+    found = re.search(re.escape(START) + r".*?" + re.escape(END), text, re.S)
+    if not found:
+        print(f"error: {args.write} has no {START} ... {END} block", file=sys.stderr)
+        return 1
+    args.write.write_text(text[: found.start()] + block(report, found.group(0)) + text[found.end() :])
+    print(f"updated the trade-off table in {args.write} from {args.report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
