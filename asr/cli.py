@@ -15,9 +15,9 @@ def _engine_weights(specs: list[str] | None) -> dict[str, float] | None:
     """``["piper=1", "flite=0.5"]`` -> ``{"piper": 1.0, "flite": 0.5}``; None keeps the defaults."""
     if not specs:
         return None
-    from asr.corpus.build import DEFAULT_ENGINE_WEIGHTS
+    from asr.corpus.build import DEFAULT_ENGINE_WEIGHTS, SUPPLEMENT_ENGINES
 
-    known = {*DEFAULT_ENGINE_WEIGHTS, "piper", "mbrola-x"}
+    known = {*DEFAULT_ENGINE_WEIGHTS, *SUPPLEMENT_ENGINES}
     weights = {}
     for spec in specs:
         name, sep, value = spec.partition("=")
@@ -103,10 +103,11 @@ def _add_corpus(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         nargs="+",
         metavar="NAME=WEIGHT",
         help=(
-            "share of training utterances per engine (espeak, mbrola, flite, festival, piper, mbrola-x); "
-            "default espeak=0.40 mbrola=0.28 flite=0.20 festival=0.12 (piper and mbrola-x off). "
+            "share of training utterances per engine (espeak, mbrola, flite, festival, piper, mbrola-x, "
+            "rhvoice, pico); default espeak=0.40 mbrola=0.28 flite=0.20 festival=0.12 (the rest off). "
             "E.g. a Piper-only supplement: --engines piper=1 --dev-utts 0 --test-utts 0 --out data/corpus-piper; "
-            "mbrola-x: 9 more mbrola databases (recorded people) speaking English, training only"
+            "mbrola-x: 9 more mbrola databases (recorded people) speaking English; rhvoice: RHVoice's 6 English "
+            "voices; pico: SVOX Pico's en-US and en-GB voices; all training only"
         ),
     )
     build.add_argument("--quiet", action="store_true", help="no progress bar")

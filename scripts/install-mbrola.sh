@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# mbrola voices live in Debian's contrib/non-free; fetch them through a private sources
-# list so the system's apt configuration is left untouched. Optional: the corpus builder
-# uses mbrola voices only when they are installed.
+# mbrola voices (and the RHVoice and SVOX Pico engines) live in Debian's contrib/non-free; fetch
+# them through a private sources list so the system's apt configuration is left untouched.
+# Optional: the corpus builder uses these voices only when they are installed.
 set -euo pipefail
 VOICES="us1 us2 us3 en1 de1 de2 de3 de4 de5 de6 fr1 fr4 nl2 af1 gr2 ro1 pl1 hu1 sw1 sw2"
 # The mbrola-x engine's databases (asr/corpus/voices.py MBROLA_EXTRA): training supplement only.
@@ -9,6 +9,10 @@ VOICES="$VOICES cr1 de7 es1 es2 fr2 fr3 fr5 fr6 fr7"
 need=""
 for v in $VOICES; do [ -e "/usr/share/mbrola/$v" ] || need="$need mbrola-$v"; done
 command -v mbrola >/dev/null || need="mbrola $need"
+# Two more non-free engines for the rhvoice/pico training supplement (asr/corpus/voices.py):
+# RHVoice's English voices and SVOX Pico (en-US trains; en-GB is a held-out evaluation voice).
+[ -d /usr/share/RHVoice/voices/bdl ] || need="$need rhvoice rhvoice-english librhvoice-audio2 librhvoice-core7"
+command -v pico2wave >/dev/null || need="$need libttspico-utils libttspico0 libttspico-data"
 [ -z "$need" ] && exit 0
 work=$(mktemp -d); mkdir -p "$work/parts" "$work/lists/partial" "$work/debs"
 . /etc/os-release

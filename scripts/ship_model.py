@@ -39,6 +39,10 @@ def main() -> int:
         "--piper",
         help="Piper-voice set (scripts/piper_eval_set.py): held-out sentences, a voice seen in training",
     )
+    parser.add_argument(
+        "--pico",
+        help="SVOX Pico en-GB set (scripts/piper_eval_set.py --voice pico:en-GB): held-out sentences and voice",
+    )
     parser.add_argument("--command", default="", help="the exact training command, for the card")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the RTF figure")
     parser.add_argument("--note", default="", help="extra text for the card's status section")
@@ -57,6 +61,8 @@ def main() -> int:
         results["smoke"] = evaluate_manifest(loaded, args.smoke)[0].to_dict()
     if args.piper:
         results["piper"] = evaluate_manifest(loaded, args.piper)[0].to_dict()
+    if args.pico:
+        results["pico"] = evaluate_manifest(loaded, args.pico)[0].to_dict()
     training = loaded.meta["training"]
     config = loaded.model.config
     size_mb = dest.stat().st_size / 2**20
@@ -99,6 +105,7 @@ def main() -> int:
         "test": "synthetic test split, held-out voices + sentences",
         "smoke": "real-speech smoke set",
         "piper": "Piper neural voice (seen in training), held-out test sentences, clean",
+        "pico": "SVOX Pico en-GB (held-out voice), held-out test sentences, clean",
     }
     for key, r in results.items():
         lines.append(

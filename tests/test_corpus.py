@@ -49,6 +49,7 @@ def make_voices() -> list[Voice]:
     ]
     voices += [Voice("festival", "kal_diphone", "kal"), Voice("festival", "ked_diphone", "ked")]
     voices += [Voice("mbrola", "mb-us1", "mb-us1")]
+    voices += [Voice("pico", "en-US", "pico-lh0"), Voice("pico", "en-GB", "pico-kh0")]
     return voices
 
 
@@ -182,12 +183,63 @@ def test_mbrola_x_synthesis(tmp_path: Path) -> None:
     assert lengths[0] > 1.2 * lengths[1]  # slower rate, longer audio
 
 
+def test_rhvoice_and_pico_train_except_the_held_out_pico_voice() -> None:
+    rhvoice = [Voice("rhvoice", "bdl", "bdl"), Voice("rhvoice", "slt", "slt")]
+    voices = [*make_voices(), *rhvoice]
+    splits = split_voices(voices, seed=1234)
+    assert set(rhvoice) <= set(splits["train"])
+    assert Voice("pico", "en-US", "pico-lh0") in splits["train"]
+    assert Voice("pico", "en-GB", "pico-kh0") in splits["test"]  # the held-out Pico set's voice
+    config = small_config()
+    train = splits["train"]
+    default = plan_shard("train", 0, config, ["a b c"], train)
+    assert default == plan_shard(
+        "train", 0, config, ["a b c"], [v for v in train if v.engine not in ("rhvoice", "pico")]
+    )
+    mix = small_config(engine_weights={"rhvoice": 0.7, "pico": 0.3})
+    assert {p.voice.speaker for p in plan_shard("train", 0, mix, ["a b c"], train)} == {
+        "bdl",
+        "slt",
+        "pico-lh0",
+    }
+
+
+def test_pico_markup_clamps_levels() -> None:
+    from asr.corpus.voices import Prosody, _pico_markup
+
+    assert _pico_markup("hi there", Prosody(rate=1.2, pitch=0.9, volume=1.0)) == (
+        "<speed level='120'><pitch level='90'><volume level='100'>hi there</volume></pitch></speed>"
+    )
+    assert "speed level='300'" in _pico_markup("x", Prosody(rate=9.0))
+    assert "pitch level='50'" in _pico_markup("x", Prosody(pitch=0.1))
+
+
+@pytest.mark.parametrize("engine", ["rhvoice", "pico"])
+def test_rhvoice_and_pico_synthesis(tmp_path: Path, engine: str) -> None:
+    from asr.audio import load_audio
+    from asr.corpus.voices import Prosody, pico_voices, rhvoice_voices, synthesize
+
+    installed = rhvoice_voices() if engine == "rhvoice" else pico_voices()
+    if not installed:
+        pytest.skip(f"{engine} is not installed (scripts/install-mbrola.sh installs it)")
+    name, speaker = next(iter(installed.items()))
+    lengths = []
+    for rate in (0.8, 1.25):
+        out = tmp_path / f"{rate}.wav"
+        synthesize(Voice(engine, name, speaker), "the water is very cold", Prosody(rate=rate), out)
+        audio = load_audio(out)
+        assert np.max(np.abs(audio)) > 0.05
+        lengths.append(len(audio))
+    assert lengths[0] > 1.2 * lengths[1]  # slower rate, longer audio
+
+
 def test_engine_weights_option() -> None:
     from asr.cli import _engine_weights
 
     assert _engine_weights(None) is None
     assert _engine_weights(["piper=1", "flite=0.5", "espeak"]) == {"piper": 1.0, "flite": 0.5, "espeak": 1.0}
     assert _engine_weights(["mbrola-x=1"]) == {"mbrola-x": 1.0}
+    assert _engine_weights(["rhvoice=0.7", "pico=0.3"]) == {"rhvoice": 0.7, "pico": 0.3}
     with pytest.raises(SystemExit, match="expected one of"):
         _engine_weights(["klingon=1"])
     with pytest.raises(SystemExit, match="NAME=WEIGHT"):

