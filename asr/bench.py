@@ -54,6 +54,8 @@ CHUNKS_MS = (60, 120, 240, 480)
 QUICK_CHUNKS_MS = (120, 480)
 HEADLINE_CHUNK_MS = 120  # a multiple of the 30 ms model step, close to the client's 100 ms
 DEFAULT_SMOKE = ("data/smoke_real/manifest.jsonl", "data/smoke/manifest.jsonl")
+# The held-out SVOX Pico en-GB voice on held-out test sentences (scripts/piper_eval_set.py --voice pico:en-GB).
+DEFAULT_PICO = "data/pico-eval/manifest.jsonl"
 LOOKAHEAD_NOTE = (
     "not measured: the shipped models have no trained lookahead (ModelConfig has no such option), "
     "and delaying the output of a model that was not trained with lookahead would measure nothing real"
@@ -67,6 +69,7 @@ class BenchConfig:
     out: Path = Path("reports")
     test_manifest: str = "data/corpus/test.jsonl"
     smoke_manifest: str | None = None  # None: skip the smoke set
+    pico_manifest: str | None = None  # None: skip the Pico set (a held-out natural-sounding voice)
     streaming_model: str = "streaming"
     offline_model: str = "offline"
     lm: str | None = str(MODELS_DIR / "lm")  # None: beam search without LM
@@ -76,6 +79,7 @@ class BenchConfig:
     latency_utts: int = 100  # first N test utterances for latency, RTF and the sweep
     peer_utts: int = 100  # first N test utterances for PocketSphinx
     smoke_utts: int | None = None
+    pico_utts: int | None = None
     peer: bool = True
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
     progress: bool = True
@@ -106,11 +110,16 @@ class BenchConfig:
             latency_utts=cap(config.latency_utts),
             peer_utts=cap(config.peer_utts),
             smoke_utts=cap(config.smoke_utts),
+            pico_utts=cap(config.pico_utts),
         )
 
 
 def default_smoke_manifest() -> str | None:
     return next((p for p in DEFAULT_SMOKE if Path(p).is_file()), None)
+
+
+def default_pico_manifest() -> str | None:
+    return DEFAULT_PICO if Path(DEFAULT_PICO).is_file() else None
 
 
 class GreedyFinals(Decoder):
@@ -355,9 +364,12 @@ class _Bench:
         n_smoke = (
             len(read_manifest(config.smoke_manifest)[: config.smoke_utts]) if config.smoke_manifest else 0
         )
+        n_pico = len(read_manifest(config.pico_manifest)[: config.pico_utts]) if config.pico_manifest else 0
         n_lat = min(config.latency_utts, n_test)
-        units = 6 * (n_test + n_smoke) + n_lat * (3 * len(config.threads) + len(config.chunks_ms) - 1)
-        units += (min(config.peer_utts, n_test) + n_smoke) if config.peer else 0
+        units = 6 * (n_test + n_smoke + n_pico) + n_lat * (
+            3 * len(config.threads) + len(config.chunks_ms) - 1
+        )
+        units += (min(config.peer_utts, n_test) + n_smoke + n_pico) if config.peer else 0
         self.stage_seconds: dict[str, float] = {}
         self._stage: str | None = None
         self._since = time.perf_counter()
@@ -473,14 +485,14 @@ def _pocketsphinx_size() -> dict[str, float] | None:
 
 
 def _peer(bench: _Bench, config: BenchConfig, peer_n: int) -> dict[str, Any]:
-    """PocketSphinx on the peer subset and the smoke set (it always decodes with its own LM)."""
+    """PocketSphinx on the peer subset, the smoke set and the Pico set (always with its own LM)."""
     from asr.peer import evaluate_pocketsphinx
 
     bench.stage("pocketsphinx test")
     test = evaluate_pocketsphinx(config.test_manifest, limit=peer_n)
     bench.bar.update(peer_n)
     subset = {"greedy": None, "lm": {"wer": test.wer, "cer": test.cer, "utterances": test.utterances}}
-    out: dict[str, Any] = {"test": subset, "peer_subset": subset, "smoke": None, "params": None}
+    out: dict[str, Any] = {"test": subset, "peer_subset": subset, "smoke": None, "pico": None, "params": None}
     out |= {"rtf": {"1": round(test.rtf, 5)}, **(_pocketsphinx_size() or {})}
     if config.smoke_manifest:
         bench.stage("pocketsphinx smoke")
@@ -489,6 +501,14 @@ def _peer(bench: _Bench, config: BenchConfig, peer_n: int) -> dict[str, Any]:
         out["smoke"] = {
             "greedy": None,
             "lm": {"wer": smoke.wer, "cer": smoke.cer, "utterances": smoke.utterances},
+        }
+    if config.pico_manifest:
+        bench.stage("pocketsphinx pico")
+        pico = evaluate_pocketsphinx(config.pico_manifest, limit=config.pico_utts)
+        bench.bar.update(pico.utterances + pico.failed)
+        out["pico"] = {
+            "greedy": None,
+            "lm": {"wer": pico.wer, "cer": pico.cer, "utterances": pico.utterances},
         }
     return out
 
@@ -539,6 +559,11 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             bench.stage("accuracy smoke")
             smoke = bench.accuracy(config.smoke_manifest, config.smoke_utts)
             sets["smoke"] = _set_info(config.smoke_manifest, config.smoke_utts)
+        pico = None
+        if config.pico_manifest:
+            bench.stage("accuracy pico")
+            pico = bench.accuracy(config.pico_manifest, config.pico_utts)
+            sets["pico"] = _set_info(config.pico_manifest, config.pico_utts)
         n_test = sets["test"]["utterances"]
         lat_entries = _load_entries(config.test_manifest, min(config.latency_utts, n_test))
         sets["latency"] = _set_info(config.test_manifest, len(lat_entries))
@@ -561,6 +586,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             report["modes"][mode] = {
                 "test": test["scores"][mode],
                 "smoke": smoke["scores"][mode] if smoke else None,
+                "pico": pico["scores"][mode] if pico else None,
                 "peer_subset": {
                     k: score((r["ref"], r["hyp"]) for r in rows[:peer_n])
                     for k, rows in test["rows"][mode].items()

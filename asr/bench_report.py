@@ -59,6 +59,7 @@ def headline_rows(report: dict[str, Any]) -> list[list[str]]:
                 _pct(m["test"]["lm"]) + dagger,
                 _pct(m["test"]["lm"], "cer") + dagger,
                 f"{_pct(smoke.get('greedy'))} / {_pct(smoke.get('lm'))}",
+                f"{_pct((m.get('pico') or {}).get('greedy'))} / {_pct((m.get('pico') or {}).get('lm'))}",
                 _ms(lat.get("first_partial_s")),
                 f"{_ms(lat.get('final_after_audio_s'))} / {_ms(lat.get('final_after_speech_s'))}",
                 *(f"{m['rtf'][t]:.3f}" if t in m["rtf"] else "—" for t in threads),
@@ -118,7 +119,7 @@ def _group_section(report: dict[str, Any]) -> list[str]:
 def headline_header(report: dict[str, Any]) -> list[str]:
     return [
         "mode", "test WER greedy", "test CER greedy", "test WER LM", "test CER LM", "smoke WER greedy / LM",
-        "first partial (ms)", "final after end of audio / speech (ms)",
+        "Pico WER greedy / LM", "first partial (ms)", "final after end of audio / speech (ms)",
         *(f"RTF {t}t" for t in report["meta"]["threads"]), "params", "model MB", "LM MB",
     ]  # fmt: skip
 
@@ -129,6 +130,7 @@ def markdown(report: dict[str, Any]) -> str:
     t0, chunk = meta["threads"][0], meta["headline_chunk_ms"]
     lat, test = sets["latency"], sets["test"]
     smoke = sets.get("smoke")
+    pico = sets.get("pico")
     lines = [
         "# Real-time vs full sequence: the trade-off, measured",
         "",
@@ -143,6 +145,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"({test['utterances']} utterances, {test['audio_seconds'] / 60:.1f} min); "
         + (f"**smoke** = {smoke['what']} of the real-speech set `{smoke['manifest']}` ({smoke['audio_seconds']:.0f} s); "
            if smoke else "no smoke set; ")
+        + (f"**Pico** = {pico['what']} of `{pico['manifest']}`, held-out test sentences in SVOX Pico's en-GB "
+           f"voice, which no training set holds ({pico['audio_seconds'] / 60:.1f} min); " if pico else "")
         + f"**latency subset** = {lat['what']} of the test split ({lat['audio_seconds'] / 60:.1f} min): latency, "
         f"RTF and the chunk sweep; **peer subset** = {sets['peer']['what']} of the test split: PocketSphinx (†).",
         "",
@@ -236,17 +240,20 @@ def markdown(report: dict[str, Any]) -> str:
         "## Same subset, side by side with PocketSphinx",
         "",
         *_table(
-            ["mode", "WER greedy", "CER greedy", "WER LM", "CER LM", "smoke WER LM", "smoke CER LM", f"RTF {t0}t"],
+            ["mode", "WER greedy", "CER greedy", "WER LM", "CER LM", "smoke WER LM", "smoke CER LM",
+             "Pico WER LM", "Pico CER LM", f"RTF {t0}t"],
             (
                 [mode, _pct(m["peer_subset"]["greedy"]), _pct(m["peer_subset"]["greedy"], "cer"),
                  _pct(m["peer_subset"]["lm"]), _pct(m["peer_subset"]["lm"], "cer"),
                  _pct((m["smoke"] or {}).get("lm")), _pct((m["smoke"] or {}).get("lm"), "cer"),
+                 _pct((m.get("pico") or {}).get("lm")), _pct((m.get("pico") or {}).get("lm"), "cer"),
                  f"{m['rtf'].get(str(t0), m['rtf'].get('1', 0)):.3f}"]  # fmt: skip
                 for mode, m in modes.items()
             ),
         ),
         "",
-        f"WER/CER in %, on the peer subset ({sets['peer']['what']} of the test split) and the smoke set.",
+        f"WER/CER in %, on the peer subset ({sets['peer']['what']} of the test split), the smoke set "
+        "and the Pico set.",
         "",
         "## Plots",
         "",

@@ -634,12 +634,17 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from asr.bench import BenchConfig, default_smoke_manifest, run_bench
+    from asr.bench import BenchConfig, default_pico_manifest, default_smoke_manifest, run_bench
     from asr.bench_report import headline_header, headline_rows
 
     smoke = None if args.no_smoke else (args.smoke_manifest or default_smoke_manifest())
     if smoke is None and not args.no_smoke:
         log.warning("no real-speech smoke set found (asr corpus real-smoke builds it): skipped")
+    pico = None if args.no_pico else (args.pico_manifest or default_pico_manifest())
+    if pico is None and not args.no_pico:
+        log.warning(
+            "no Pico set found (scripts/piper_eval_set.py --voice pico:en-GB --out data/pico-eval builds it): skipped"
+        )
     sizes = {k: v for k, v in (("latency_utts", args.latency_utts), ("peer_utts", args.peer_utts)) if v}
     config = BenchConfig.preset(
         quick=args.quick,
@@ -647,6 +652,7 @@ def _bench(args: argparse.Namespace) -> int:
         out=Path(args.out),
         test_manifest=args.test_manifest,
         smoke_manifest=smoke,
+        pico_manifest=pico,
         streaming_model=args.streaming_model,
         offline_model=args.offline_model,
         lm=None if args.no_lm else args.lm,
@@ -673,7 +679,8 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "bench",
         help="measure the real-time vs full-sequence trade-off (streaming, two-pass, offline, PocketSphinx)",
         description=(
-            "WER/CER (greedy and LM) on the test split and the real-speech smoke set, simulated real-time "
+            "WER/CER (greedy and LM) on the test split, the real-speech smoke set and the held-out Pico voice, "
+            "simulated real-time "
             "latency (first partial, finals, partial word lag), RTF per thread count, size, a chunk-size "
             "sweep and PocketSphinx side by side. Writes OUT/tradeoff.md, OUT/tradeoff.json and PNG plots. "
             "A full run takes about 15-20 min on a free 2-core machine; --quick about 3-5 min."
@@ -692,6 +699,12 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="real-speech smoke set (default: data/smoke_real or data/smoke)",
     )
     p.add_argument("--no-smoke", action="store_true", help="skip the smoke set")
+    p.add_argument(
+        "--pico-manifest",
+        default=None,
+        help="held-out SVOX Pico en-GB voice on held-out sentences (default: data/pico-eval, when built)",
+    )
+    p.add_argument("--no-pico", action="store_true", help="skip the Pico set")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts for RTF")
     p.add_argument(
         "--chunks-ms", type=int, nargs="+", default=None, help="chunk sizes to sweep (must include 120)"

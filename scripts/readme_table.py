@@ -24,8 +24,8 @@ from pathlib import Path
 
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 HEADER = (
-    "| mode | test WER / CER greedy | test WER / CER with LM | smoke WER with LM | first partial "
-    "| final after end of audio | RTF (1 thread) | model |\n|---|---|---|---|---|---|---|---|"
+    "| mode | test WER / CER greedy | test WER / CER with LM | smoke WER with LM | Pico WER / CER with LM "
+    "| first partial | final after end of audio | RTF (1 thread) | model |\n|---|---|---|---|---|---|---|---|---|"
 )
 LABELS = {
     "streaming": "streaming (uni-LSTM)",
@@ -38,6 +38,10 @@ PEER_LABEL = LABELS["pocketsphinx"]
 
 def _pct(d: dict | None, key: str = "wer") -> str:
     return "—" if not d else f"{100 * d[key]:.1f}"
+
+
+def _pair(d: dict | None) -> str:
+    return "—" if not d else f"{_pct(d)} / {_pct(d, 'cer')}"
 
 
 def _ms(d: dict | None) -> str:
@@ -58,9 +62,10 @@ def rows(report: dict) -> list[str]:
             + " | ".join(
                 [
                     LABELS.get(mode, mode),
-                    "—" if peer or not greedy else f"{_pct(greedy)} / {_pct(greedy, 'cer')}",
-                    f"{_pct(lm)} / {_pct(lm, 'cer')}" + (" †" if peer else ""),
+                    "—" if peer or not greedy else _pair(greedy),
+                    _pair(lm) + (" †" if peer else ""),
                     _pct((m.get("smoke") or {}).get("lm")),
+                    _pair((m.get("pico") or {}).get("lm")),
                     _ms(lat.get("first_partial_s")),
                     _ms(lat.get("final_after_audio_s")),
                     "—" if rtf is None else f"{rtf:.3f}",
@@ -73,10 +78,15 @@ def rows(report: dict) -> list[str]:
 
 
 def block(report: dict, old_block: str = "") -> str:
-    """The whole marked block; keeps an old PocketSphinx row when the report has none."""
+    """The whole marked block; keeps an old PocketSphinx row (with as many columns) when the report has none."""
     lines = rows(report)
+    columns = HEADER.splitlines()[0].count("|")
     if "pocketsphinx" not in report["modes"]:
-        lines += [line for line in old_block.splitlines() if line.startswith(f"| {PEER_LABEL}")]
+        lines += [
+            line
+            for line in old_block.splitlines()
+            if line.startswith(f"| {PEER_LABEL}") and line.count("|") == columns
+        ]
     return "\n".join([START, HEADER, *lines, END])
 
 

@@ -26,6 +26,7 @@ def bench_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any],
     paths = write_tiny_checkpoints(folder, seed=5, blank_share=0.6)
     out = folder / "reports"
     argv = ["bench", "--out", str(out), "--test-manifest", str(manifest), "--smoke-manifest", str(manifest),
+            "--pico-manifest", str(manifest),
             "--streaming-model", str(paths[0]), "--offline-model", str(paths[1]), "--no-lm", "--no-peer",
             "--threads", "1", "--chunks-ms", "60", "120", "--latency-utts", "5", "--peer-utts", "5", "--quiet"]  # fmt: skip
     assert main(argv) == 0
@@ -43,6 +44,7 @@ def test_writes_report_json_markdown_and_plots(
         assert set(m) >= {
             "test",
             "smoke",
+            "pico",
             "peer_subset",
             "latency",
             "latency_subset",
@@ -80,6 +82,7 @@ def test_wer_equals_evaluate(bench_run: tuple[dict[str, Any], Path, Path, Path, 
             for key in ("wer", "cer"):
                 assert report["modes"][mode]["test"][decoding][key] == result.to_dict()[key]
                 assert report["modes"][mode]["smoke"][decoding][key] == result.to_dict()[key]
+                assert report["modes"][mode]["pico"][decoding][key] == result.to_dict()[key]
 
 
 def test_chunking_never_changes_the_text(bench_run: tuple[dict[str, Any], Path, Path, Path, Path]) -> None:

@@ -15,6 +15,7 @@ def _mode(wer: float, cer: float, *, greedy: bool = True, latency: bool = True) 
     return {
         "test": {"greedy": dict(scores) if greedy else None, "lm": dict(scores)},
         "smoke": {"lm": {"wer": 0.5, "cer": 0.25}},
+        "pico": {"lm": {"wer": 0.6, "cer": 0.3}},
         "latency": {"first_partial_s": {"mean": 0.2604}, "final_after_audio_s": {"mean": -0.015}}
         if latency
         else {},
@@ -35,10 +36,10 @@ def test_rows_format_each_mode() -> None:
     rows = table.rows(_report(peer=True))
     assert (
         rows[0]
-        == "| streaming (uni-LSTM) | 62.9 / 26.5 | 62.9 / 26.5 | 50.0 | 260 ms | -15 ms | 0.041 | 6.8 MB |"
+        == "| streaming (uni-LSTM) | 62.9 / 26.5 | 62.9 / 26.5 | 50.0 | 60.0 / 30.0 | 260 ms | -15 ms | 0.041 | 6.8 MB |"
     )
     assert rows[1].startswith(
-        "| offline (BiLSTM, whole utterance) | 53.4 / 20.7 | 53.4 / 20.7 | 50.0 | — | — |"
+        "| offline (BiLSTM, whole utterance) | 53.4 / 20.7 | 53.4 / 20.7 | 50.0 | 60.0 / 30.0 | — | — |"
     )
     assert rows[2].startswith("| PocketSphinx en-us (peer) | — | 71.2 / 48.6 † |")
 
@@ -46,14 +47,22 @@ def test_rows_format_each_mode() -> None:
 def test_write_replaces_the_block_and_keeps_an_old_peer_row(tmp_path: Path) -> None:
     table = _script("readme_table")
     readme = tmp_path / "README.md"
-    old_peer = "| PocketSphinx en-us (peer) | — | 70.0 / 40.0 † | 23.9 | — | — | 0.529 | 6.3 MB |"
-    readme.write_text(f"intro\n{table.START}\n| mode |\n| stale row |\n{old_peer}\n{table.END}\nafter\n")
+    old_peer = (
+        "| PocketSphinx en-us (peer) | — | 70.0 / 40.0 † | 23.9 | 48.8 / 28.7 | — | — | 0.529 | 6.3 MB |"
+    )
+    older_peer = (
+        "| PocketSphinx en-us (peer) | — | 70.0 / 40.0 † | 23.9 | — | — | 0.529 | 6.3 MB |"  # no Pico column
+    )
+    readme.write_text(
+        f"intro\n{table.START}\n| mode |\n| stale row |\n{old_peer}\n{older_peer}\n{table.END}\nafter\n"
+    )
     report = tmp_path / "tradeoff.json"
     report.write_text(json.dumps(_report(peer=False)))
     assert table.main(["--report", str(report), "--write", str(readme)]) == 0
     text = readme.read_text()
     assert "stale row" not in text and "| streaming (uni-LSTM) | 62.9 / 26.5 |" in text
     assert old_peer in text  # a --no-peer report keeps the README's earlier peer row
+    assert older_peer not in text  # unless it has other columns than the table
     assert text.startswith("intro\n") and text.endswith("\nafter\n")
     # with a peer in the report, its fresh row replaces the old one
     report.write_text(json.dumps(_report(peer=True)))
