@@ -12,7 +12,7 @@ APT_CORPUS  := espeak-ng sox libsox-fmt-all flite festival festvox-kallpc16k fes
                festvox-us-slt-hts festlex-cmu fortunes fortunes-min bible-kjv bible-kjv-text \
                wordnet-base jargon-text pocketsphinx-testdata alsa-utils
 
-.PHONY: setup demo test corpus-deps corpus train-streaming train-offline lint clean fuzz soak
+.PHONY: setup demo test corpus-deps corpus eval-sets train-streaming train-offline lint clean fuzz soak
 
 $(BIN)/python:
 	scripts/apt-install.sh $(APT_BUILD)
@@ -46,6 +46,14 @@ corpus: corpus-deps
 	$(BIN)/asr corpus build --hours 3 --engines piper=1 --dev-utts 0 --test-utts 0 --out data/corpus-piper
 	$(BIN)/asr corpus build --hours 5 --engines mbrola-x=1 --dev-utts 0 --test-utts 0 --out data/corpus-mbrola-x
 	$(BIN)/asr corpus build --hours 5 --engines rhvoice=0.7 pico=0.3 --dev-utts 0 --test-utts 0 --out data/corpus-rhvoice-pico
+	$(MAKE) eval-sets
+
+# The small evaluation sets beside the test split (seconds to a minute): the real-speech smoke set,
+# the Piper set (a seen voice) and the Pico set (a held-out voice), each on held-out sentences.
+eval-sets: corpus-deps
+	$(BIN)/asr corpus real-smoke --out data/smoke
+	$(BIN)/python scripts/piper_eval_set.py --out data/piper-eval
+	$(BIN)/python scripts/piper_eval_set.py --voice pico:en-GB --out data/pico-eval
 
 fuzz: setup
 	FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest -q tests/test_fuzz.py --hypothesis-show-statistics
