@@ -494,22 +494,18 @@ def _peer(bench: _Bench, config: BenchConfig, peer_n: int) -> dict[str, Any]:
     subset = {"greedy": None, "lm": {"wer": test.wer, "cer": test.cer, "utterances": test.utterances}}
     out: dict[str, Any] = {"test": subset, "peer_subset": subset, "smoke": None, "pico": None, "params": None}
     out |= {"rtf": {"1": round(test.rtf, 5)}, **(_pocketsphinx_size() or {})}
-    if config.smoke_manifest:
-        bench.stage("pocketsphinx smoke")
-        smoke = evaluate_pocketsphinx(config.smoke_manifest, limit=config.smoke_utts)
-        bench.bar.update(smoke.utterances + smoke.failed)
-        out["smoke"] = {
-            "greedy": None,
-            "lm": {"wer": smoke.wer, "cer": smoke.cer, "utterances": smoke.utterances},
-        }
-    if config.pico_manifest:
-        bench.stage("pocketsphinx pico")
-        pico = evaluate_pocketsphinx(config.pico_manifest, limit=config.pico_utts)
-        bench.bar.update(pico.utterances + pico.failed)
-        out["pico"] = {
-            "greedy": None,
-            "lm": {"wer": pico.wer, "cer": pico.cer, "utterances": pico.utterances},
-        }
+    for name, manifest, limit in (
+        ("smoke", config.smoke_manifest, config.smoke_utts),
+        ("pico", config.pico_manifest, config.pico_utts),
+    ):
+        if manifest:
+            bench.stage(f"pocketsphinx {name}")
+            result = evaluate_pocketsphinx(manifest, limit=limit)
+            bench.bar.update(result.utterances + result.failed)
+            out[name] = {
+                "greedy": None,
+                "lm": {"wer": result.wer, "cer": result.cer, "utterances": result.utterances},
+            }
     return out
 
 
