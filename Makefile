@@ -37,15 +37,17 @@ corpus-deps: setup
 	scripts/install-mbrola.sh
 	$(BIN)/pip install -q -e ".[piper]"
 
-# Rebuild the training corpus (resumable; ~20-30 min for 50 h on 2 cores), then three training-only
+# Rebuild the training corpus (resumable; ~20-30 min for 50 h on 2 cores), then four training-only
 # supplements (no dev/test): the Piper neural voice (~8 min for 3 h), nine more mbrola
 # databases, i.e. recorded people, speaking English (mbrola-x, a few minutes for 5 h), and
-# RHVoice's six English voices with SVOX Pico's en-US voice (rhvoice-pico, ~12 min for 5 h).
+# RHVoice's six English voices with SVOX Pico's en-US voice (rhvoice-pico, ~6 min for 5 h), and
+# festival's rab and don diphone voices (festival-x).
 corpus: corpus-deps
 	$(BIN)/asr corpus build --hours 50 --out data/corpus
 	$(BIN)/asr corpus build --hours 3 --engines piper=1 --dev-utts 0 --test-utts 0 --out data/corpus-piper
 	$(BIN)/asr corpus build --hours 5 --engines mbrola-x=1 --dev-utts 0 --test-utts 0 --out data/corpus-mbrola-x
 	$(BIN)/asr corpus build --hours 5 --engines rhvoice=0.7 pico=0.3 --dev-utts 0 --test-utts 0 --out data/corpus-rhvoice-pico
+	$(BIN)/asr corpus build --hours 1.5 --engines festival-x=1 --dev-utts 0 --test-utts 0 --out data/corpus-festival-x
 	$(MAKE) eval-sets
 
 # The small evaluation sets beside the test split (seconds to a minute): the real-speech smoke set,

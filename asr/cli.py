@@ -104,10 +104,11 @@ def _add_corpus(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         metavar="NAME=WEIGHT",
         help=(
             "share of training utterances per engine (espeak, mbrola, flite, festival, piper, mbrola-x, "
-            "rhvoice, pico); default espeak=0.40 mbrola=0.28 flite=0.20 festival=0.12 (the rest off). "
+            "rhvoice, pico, festival-x); default espeak=0.40 mbrola=0.28 flite=0.20 festival=0.12 (the rest off). "
             "E.g. a Piper-only supplement: --engines piper=1 --dev-utts 0 --test-utts 0 --out data/corpus-piper; "
             "mbrola-x: 9 more mbrola databases (recorded people) speaking English; rhvoice: RHVoice's 6 English "
-            "voices; pico: SVOX Pico's en-US and en-GB voices; all training only"
+            "voices; pico: SVOX Pico's en-US and en-GB voices; festival-x: festival's rab and don diphone voices; "
+            "all training only"
         ),
     )
     build.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -13,6 +13,9 @@ command -v mbrola >/dev/null || need="mbrola $need"
 # RHVoice's English voices and SVOX Pico (en-US trains; en-GB is a held-out evaluation voice).
 [ -d /usr/share/RHVoice/voices/bdl ] || need="$need rhvoice rhvoice-english librhvoice-audio2 librhvoice-core7"
 command -v pico2wave >/dev/null || need="$need libttspico-utils libttspico0 libttspico-data"
+# festival's rab (British, needs the OALD lexicon) and don diphone voices: the festival-x supplement.
+[ -d /usr/share/festival/voices/english/rab_diphone ] || need="$need festvox-rablpc16k festlex-oald"
+[ -d /usr/share/festival/voices/english/don_diphone ] || need="$need festvox-don"
 [ -z "$need" ] && exit 0
 work=$(mktemp -d); mkdir -p "$work/parts" "$work/lists/partial" "$work/debs"
 . /etc/os-release

@@ -214,12 +214,26 @@ def test_pico_markup_clamps_levels() -> None:
     assert "pitch level='50'" in _pico_markup("x", Prosody(pitch=0.1))
 
 
-@pytest.mark.parametrize("engine", ["rhvoice", "pico"])
-def test_rhvoice_and_pico_synthesis(tmp_path: Path, engine: str) -> None:
-    from asr.audio import load_audio
-    from asr.corpus.voices import Prosody, pico_voices, rhvoice_voices, synthesize
+def test_festival_x_voices_train_and_are_off_by_default() -> None:
+    extra = [Voice("festival-x", "rab_diphone", "rab"), Voice("festival-x", "don_diphone", "don")]
+    splits = split_voices([*make_voices(), *extra], seed=1234)
+    assert set(extra) <= set(splits["train"])
+    train = splits["train"]
+    config = small_config()
+    default = plan_shard("train", 0, config, ["a b c"], train)
+    assert default == plan_shard(
+        "train", 0, config, ["a b c"], [v for v in train if v.engine != "festival-x"]
+    )
+    only = plan_shard("train", 0, small_config(engine_weights={"festival-x": 1.0}), ["a b c"], train)
+    assert {p.voice for p in only} == set(extra)
 
-    installed = rhvoice_voices() if engine == "rhvoice" else pico_voices()
+
+@pytest.mark.parametrize("engine", ["rhvoice", "pico", "festival-x"])
+def test_rhvoice_pico_and_festival_x_synthesis(tmp_path: Path, engine: str) -> None:
+    from asr.audio import load_audio
+    from asr.corpus.voices import Prosody, available_voices, synthesize
+
+    installed = {v.name: v.speaker for v in available_voices() if v.engine == engine}
     if not installed:
         pytest.skip(f"{engine} is not installed (scripts/install-mbrola.sh installs it)")
     name, speaker = next(iter(installed.items()))
@@ -240,6 +254,7 @@ def test_engine_weights_option() -> None:
     assert _engine_weights(["piper=1", "flite=0.5", "espeak"]) == {"piper": 1.0, "flite": 0.5, "espeak": 1.0}
     assert _engine_weights(["mbrola-x=1"]) == {"mbrola-x": 1.0}
     assert _engine_weights(["rhvoice=0.7", "pico=0.3"]) == {"rhvoice": 0.7, "pico": 0.3}
+    assert _engine_weights(["festival-x=1"]) == {"festival-x": 1.0}
     with pytest.raises(SystemExit, match="expected one of"):
         _engine_weights(["klingon=1"])
     with pytest.raises(SystemExit, match="NAME=WEIGHT"):

@@ -35,7 +35,14 @@ import numpy as np
 from asr.audio import AudioError, load_audio, write_wav
 from asr.corpus.augment import CLEAN, AugmentConfig, augment
 from asr.corpus.text_sources import collect_sentences
-from asr.corpus.voices import Prosody, Voice, available_voices, synthesize, synthesize_festival_batch
+from asr.corpus.voices import (
+    FESTIVAL_ENGINES,
+    Prosody,
+    Voice,
+    available_voices,
+    synthesize,
+    synthesize_festival_batch,
+)
 from asr.manifest import read_manifest, write_manifest
 
 log = logging.getLogger(__name__)
@@ -54,7 +61,7 @@ SENTENCE_HOLDOUT_PERMILLE = {"test": 20, "dev": 15}
 DEFAULT_ENGINE_WEIGHTS = {"espeak": 0.40, "mbrola": 0.28, "flite": 0.20, "festival": 0.12}
 # Off in the default mix (so data/corpus stays as it was); make corpus builds training-only
 # supplements from them with --engines.
-SUPPLEMENT_ENGINES = ("piper", "mbrola-x", "rhvoice", "pico")
+SUPPLEMENT_ENGINES = ("piper", "mbrola-x", "rhvoice", "pico", "festival-x")
 AVG_UTTERANCE_SECONDS = 4.0  # first guess, replaced by the measured mean once shards exist
 
 
@@ -215,7 +222,7 @@ def run_shard(args: tuple[str, list[UtterancePlan], str]) -> tuple[str, list[dic
     raw_paths = {p.utt_id: tmp_dir / f"{p.utt_id}.wav" for p in plans}
     festival: dict[Voice, list[UtterancePlan]] = defaultdict(list)
     for p in plans:
-        if p.voice.engine == "festival":
+        if p.voice.engine in FESTIVAL_ENGINES:
             festival[p.voice].append(p)
             continue
         try:

@@ -50,6 +50,11 @@ FESTIVAL_VOICES = {
     "ked_diphone": "ked",
     "cmu_us_slt_arctic_hts": "slt",
 }
+# Two more festival diphone voices from Debian's non-free section (festvox-rablpc16k, British
+# English, with festlex-oald; festvox-don): engine "festival-x", off in the default mix, so the
+# main corpus's festival voices stay these three.
+FESTIVAL_EXTRA_VOICES = {"rab_diphone": "rab", "don_diphone": "don"}
+FESTIVAL_ENGINES = ("festival", "festival-x")  # synthesised in batches, one process per voice
 MBROLA_DIR = Path("/usr/share/mbrola")
 # mbrola databases for mbrola-x (scripts/install-mbrola.sh installs them). Each one spoke a test
 # paragraph through espeak-ng's English rules with no unknown diphone; the Catalan, Brazilian,
@@ -80,8 +85,8 @@ class Voice:
     """One synthetic voice.
 
     Attributes:
-        engine: ``espeak``, ``mbrola``, ``mbrola-x``, ``flite``, ``festival``, ``rhvoice``, ``pico``
-            or ``piper``.
+        engine: ``espeak``, ``mbrola``, ``mbrola-x``, ``flite``, ``festival``, ``festival-x``,
+            ``rhvoice``, ``pico`` or ``piper``.
         name: the engine's own voice argument (``en-us+f3``, ``mb-us1``, ``slt`` ...).
         speaker: identity used for held-out splits (shared across engines).
     """
@@ -211,6 +216,9 @@ def available_voices() -> list[Voice]:
         for name, speaker in FESTIVAL_VOICES.items():
             if _festival_voice_installed(name):
                 voices.append(Voice("festival", name, speaker))
+        for name, speaker in FESTIVAL_EXTRA_VOICES.items():
+            if _festival_voice_installed(name):
+                voices.append(Voice("festival-x", name, speaker))
     else:
         log.warning("festival not installed")
     voices.extend(Voice("rhvoice", name, speaker) for name, speaker in rhvoice_voices().items())
@@ -346,7 +354,7 @@ def synthesize(voice: Voice, text: str, prosody: Prosody, out: Path) -> None:
         if voice.name != "kal16":  # the diphone voice ignores the f0 target
             cmd += ["--setf", f"int_f0_target_mean={_flite_f0(voice.name) * prosody.pitch:.1f}"]
         cmd += ["-t", text, "-o", str(out)]
-    elif voice.engine == "festival":
+    elif voice.engine in FESTIVAL_ENGINES:
         synthesize_festival_batch(voice, [(text, prosody, out)])
         return
     elif voice.engine == "piper":
