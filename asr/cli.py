@@ -167,6 +167,9 @@ def _train(args: argparse.Namespace) -> int:
         dropout=args.dropout,
         max_steps=args.steps,
         max_frames=args.batch_frames,
+        max_utterances=args.batch_utterances,
+        loader_workers=args.loader_workers,
+        augment_on_device=args.augment_on_device,
         lr=args.lr,
         warmup_steps=args.warmup,
         lr_half_life=args.lr_half_life,
@@ -245,6 +248,25 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--seed", type=int, default=1234, help="random seed")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument(
+        "--batch-utterances",
+        type=int,
+        default=128,
+        help="utterances per batch at most (raise it with --batch-frames on a GPU)",
+    )
+    p.add_argument(
+        "--loader-workers",
+        type=int,
+        default=0,
+        help="processes that collate and augment batches ahead of the model (0: in the training "
+        "process; a GPU needs several to be kept busy)",
+    )
+    p.add_argument(
+        "--augment-on-device",
+        action="store_true",
+        help="frequency warp, normalisation and SpecAugment on whole batches on the model's device "
+        "(with a GPU, per-utterance augmentation in the loader is the bottleneck)",
+    )
     p.add_argument(
         "--feature-jobs", type=int, default=os.cpu_count() or 1, help="processes for feature caching"
     )

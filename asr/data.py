@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from asr.audio import AudioError, load_audio
-from asr.features import FeatureConfig, NormalizerStats, log_mel
+from asr.features import FeatureConfig, Normalizer, NormalizerStats, log_mel
 from asr.manifest import read_manifest
 from asr.text import Vocabulary, normalize_text
 
@@ -317,3 +317,64 @@ def collate(
     targets = [torch.tensor(vocab.encode(data.texts[i])) for i in indices]
     target_lengths = torch.tensor([len(t) for t in targets])
     return padded, lengths, torch.cat(targets), target_lengths
+
+
+def identity(x: torch.Tensor) -> torch.Tensor:
+    """A no-op normaliser: lets :func:`collate` pad raw features (see :func:`augment_batch`)."""
+    return x
+
+
+def augment_batch(
+    raw: torch.Tensor,
+    lengths: torch.Tensor,
+    normalize: Normalizer,
+    specaug: SpecAugment | None,
+    warp: FreqWarp | None,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """What :func:`collate` does per utterance (warp, normalise, SpecAugment), for a whole
+    zero-padded batch at once on its own device: on a GPU, per-utterance work in the loader
+    would leave the model waiting.
+
+    Args:
+        raw: ``(B, T, M)`` raw log-mel frames, zero-padded.
+        lengths: ``(B,)`` valid frames per row.
+        normalize: the global normaliser.
+        specaug, warp: as in :func:`collate` (None: off).
+        generator: a CPU generator for the random draws (a few per utterance).
+
+    Returns:
+        ``(B, T, M)`` normalised, augmented frames; padding frames are 0, as from collate.
+    """
+    b, t, m = raw.shape
+    device = raw.device
+    x = raw
+    if warp is not None:
+        alphas = 1.0 + (2.0 * torch.rand(b, generator=generator) - 1.0) * warp.max_warp
+        idx = torch.from_numpy(np.stack([warp.source_bins(float(a)) for a in alphas])).to(
+            device, torch.float32
+        )
+        lo = idx.floor().long().clamp(0, m - 1)  # (B, M)
+        hi = (lo + 1).clamp(max=m - 1)
+        w = (idx - lo.to(torch.float32))[:, None, :]  # (B, 1, M)
+        x = (
+            x.gather(2, lo[:, None, :].expand(b, t, m)) * (1.0 - w)
+            + x.gather(2, hi[:, None, :].expand(b, t, m)) * w
+        )
+    x = (x - normalize.mean.to(device)) / normalize.std.to(device)
+    masked = torch.arange(t)[None, :] >= lengths.cpu()[:, None]  # (B, T) padding
+    if specaug is not None:
+        freqs = torch.arange(m)[None, :]
+        freq_mask = torch.zeros(b, m, dtype=torch.bool)
+        for _ in range(specaug.freq_masks):
+            width = torch.randint(0, specaug.freq_width + 1, (b,), generator=generator)
+            start = (torch.rand(b, generator=generator) * (m - width).clamp_min(1)).long()
+            freq_mask |= (freqs >= start[:, None]) & (freqs < (start + width)[:, None])
+        steps = torch.arange(t)[None, :]
+        max_width = (lengths.cpu() * specaug.time_ratio).long().clamp(max=specaug.time_width)
+        for _ in range(specaug.time_masks):
+            width = (torch.rand(b, generator=generator) * (max_width + 1)).long()
+            start = (torch.rand(b, generator=generator) * (lengths.cpu() - width).clamp_min(1)).long()
+            masked |= (steps >= start[:, None]) & (steps < (start + width)[:, None])
+        x = x.masked_fill(freq_mask.to(device)[:, None, :], 0.0)
+    return x.masked_fill(masked.to(device)[:, :, None], 0.0)

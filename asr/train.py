@@ -12,6 +12,7 @@ rank takes every N-th batch and gradients are averaged (gloo on CPU, nccl on CUD
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -20,6 +21,7 @@ import platform
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,9 +35,11 @@ from asr.data import (
     FeatureSet,
     FreqWarp,
     SpecAugment,
+    augment_batch,
     bucket_batches,
     collate,
     fit_normalizer_stats,
+    identity,
     load_feature_set,
 )
 from asr.evaluate import decode_feature_set
@@ -61,6 +65,9 @@ class TrainConfig:
     dropout: float = 0.1
     max_steps: int = 20000
     max_frames: int = 16000  # padded feature frames per batch per process (~160 s)
+    max_utterances: int = 128  # utterances per batch at most (raise it with max_frames on a GPU)
+    loader_workers: int = 0  # >0: collate (augment, pad) in worker processes, for a GPU's pace
+    augment_on_device: bool = False  # warp/normalise/SpecAugment whole batches on the model's device
     lr: float = 1.5e-3
     warmup_steps: int = 600
     lr_half_life: int = 4000  # steps; exponential decay after warm-up
@@ -316,8 +323,50 @@ class Trainer:
         return elapsed
 
     def _steps_per_epoch(self) -> int:
-        n = len(bucket_batches(self.train_data.lengths, self.config.max_frames, self.config.seed, 0))
-        return max(1, n // self.world)
+        return max(1, len(self._batches(0)) // self.world)
+
+    def _batches(self, epoch: int) -> list[list[int]]:
+        c = self.config
+        return bucket_batches(self.train_data.lengths, c.max_frames, c.seed, epoch, c.max_utterances)
+
+    def _epoch_iterator(self, batches: list[list[int]], steps_per_epoch: int) -> Iterator[Batch]:
+        """This process's batches from ``self.position`` to the end of the epoch.
+
+        In-process (``loader_workers == 0``) they draw their augmentation from the run's
+        generator, which the resume state carries. With workers, batch ``k`` of epoch ``e``
+        draws from a generator seeded by ``(seed, rank, e, k)``, so a resumed run still sees
+        the same batches.
+        """
+        mine = [batches[p * self.world + self.rank] for p in range(self.position, steps_per_epoch)]
+        if self.config.augment_on_device:  # the loader pads raw features; see _to_device
+            args = (self.train_data, identity, self.vocab, None, None)
+        else:
+            args = (self.train_data, self.normalizer, self.vocab, self.specaug, self.warp)
+        if self.config.loader_workers <= 0:
+            for indices in mine:
+                yield collate(args[0], indices, args[1], args[2], args[3], self.generator, args[4])
+            return
+        seeds = [(self.config.seed, self.rank, self.epoch, p) for p in range(self.position, steps_per_epoch)]
+        loader = torch.utils.data.DataLoader(
+            _SeededBatches(mine, seeds, args),
+            batch_size=None,
+            num_workers=self.config.loader_workers,
+            prefetch_factor=4,
+            worker_init_fn=_loader_worker_init,
+            generator=torch.Generator().manual_seed(
+                0
+            ),  # its base seed must not draw from the global RNG (dropout's)
+        )
+        yield from loader
+
+    def _to_device(self, batch: Batch) -> Batch:
+        x, xl, y, yl = (t.to(self.device, non_blocking=True) for t in batch)
+        if self.config.augment_on_device:
+            seed = (self.config.seed, self.rank, self.epoch, self.position, "device")
+            digest = hashlib.sha1(repr(seed).encode()).digest()
+            generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+            x = augment_batch(x, xl, self.normalizer, self.specaug, self.warp, generator)
+        return x, xl, y, yl
 
     def _log(self, event: dict[str, Any]) -> None:
         self.history.append(event)
@@ -335,8 +384,9 @@ class Trainer:
     def train(self) -> None:
         config = self.config
         self.model.train()
-        batches = bucket_batches(self.train_data.lengths, config.max_frames, config.seed, self.epoch)
+        batches = self._batches(self.epoch)
         steps_per_epoch = max(1, len(batches) // self.world)
+        epoch_batches = self._epoch_iterator(batches, steps_per_epoch)
         started = time.time()
         window_audio = 0.0
         window_start = time.time()
@@ -345,14 +395,11 @@ class Trainer:
             if self.position >= steps_per_epoch:
                 self.epoch += 1
                 self.position = 0
-                batches = bucket_batches(self.train_data.lengths, config.max_frames, config.seed, self.epoch)
+                batches = self._batches(self.epoch)
                 # Each epoch's shuffle packs a different number of batches.
                 steps_per_epoch = max(1, len(batches) // self.world)
-            indices = batches[self.position * self.world + self.rank]
-            x, xl, y, yl = collate(
-                self.train_data, indices, self.normalizer, self.vocab, self.specaug, self.generator, self.warp
-            )
-            x, xl, y, yl = (t.to(self.device) for t in (x, xl, y, yl))
+                epoch_batches = self._epoch_iterator(batches, steps_per_epoch)
+            x, xl, y, yl = self._to_device(next(epoch_batches))
             elapsed_min = self._elapsed_minutes()
             lr = lr_at(self.step, config)
             if self.warm_start_step is not None:
@@ -442,6 +489,29 @@ class Trainer:
         if metrics["dev_cer"] < self.best_cer:
             self.best_cer = metrics["dev_cer"]
             checkpoint.save(self.shippable({**metrics, "step": self.step}), self.out / "best.pt")
+
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+class _SeededBatches(torch.utils.data.Dataset[Batch]):
+    """Batch ``k`` collated with its own seeded generator (for loader worker processes)."""
+
+    def __init__(self, batches: list[list[int]], seeds: list[tuple[int, ...]], args: tuple[Any, ...]) -> None:
+        self.batches, self.seeds, self.args = batches, seeds, args
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, k: int) -> Batch:
+        data, normalizer, vocab, specaug, warp = self.args
+        digest = hashlib.sha1(repr(self.seeds[k]).encode()).digest()
+        generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+        return collate(data, self.batches[k], normalizer, vocab, specaug, generator, warp)
+
+
+def _loader_worker_init(worker_id: int) -> None:
+    torch.set_num_threads(1)
 
 
 def _fmt_eta(seconds: float) -> str:

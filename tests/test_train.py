@@ -97,6 +97,14 @@ def test_loss_falls(tmp_path: Path, tiny_manifest: Path) -> None:
     assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5
 
 
+def test_batch_augmentation_on_device_trains(tmp_path: Path, tiny_manifest: Path) -> None:
+    config = replace(_config(tmp_path, tiny_manifest, "ondev", 40), augment_on_device=True, freq_warp=0.1)
+    trainer = Trainer(config)
+    trainer.train()
+    losses = [e["loss"] for e in trainer.history if "loss" in e]
+    assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5
+
+
 def test_bf16_autocast_trains(tmp_path: Path, tiny_manifest: Path) -> None:
     config = _config(tmp_path, tiny_manifest, "bf16", 40)
     config.bf16 = True
@@ -117,8 +125,8 @@ def test_epochs_with_fewer_batches_than_the_last(
 
     real = train_module.bucket_batches
 
-    def shrinking(lengths, max_frames, seed, epoch):  # type: ignore[no-untyped-def]
-        batches = real(lengths, max_frames, seed, epoch)
+    def shrinking(lengths, max_frames, seed, epoch, *rest):  # type: ignore[no-untyped-def]
+        batches = real(lengths, max_frames, seed, epoch, *rest)
         return batches[: max(1, len(batches) - epoch)]
 
     monkeypatch.setattr(train_module, "bucket_batches", shrinking)
@@ -134,10 +142,22 @@ def _batch_args(tmp_path: Path, manifest: Path) -> tuple[list[int], int, int]:
     return list(trainer.train_data.lengths), config.max_frames, config.seed
 
 
-@pytest.mark.parametrize("freq_warp", [0.0, 0.1])
-def test_resume_is_exact(tmp_path: Path, tiny_manifest: Path, freq_warp: float) -> None:
+@pytest.mark.parametrize(
+    ("freq_warp", "workers", "on_device"), [(0.0, 0, False), (0.1, 0, False), (0.1, 2, False), (0.1, 2, True)]
+)
+def test_resume_is_exact(
+    tmp_path: Path, tiny_manifest: Path, freq_warp: float, workers: int, on_device: bool
+) -> None:
+    # workers > 0: batches are collated (augmented) in loader processes, each batch with a
+    # generator seeded by its place in the run, so a resume still sees the same batches; so
+    # are the batch-wise augmentations of on_device.
     def config(out: str, steps: int) -> TrainConfig:
-        return replace(_config(tmp_path, tiny_manifest, out, steps), freq_warp=freq_warp)
+        return replace(
+            _config(tmp_path, tiny_manifest, out, steps),
+            freq_warp=freq_warp,
+            loader_workers=workers,
+            augment_on_device=on_device,
+        )
 
     straight = Trainer(config("straight", 8))
     straight.train()
@@ -243,3 +263,49 @@ def test_warm_start_from_shipped_checkpoint(tmp_path: Path, tiny_manifest: Path)
     assert trainer.step == 6
     state = torch.load(tmp_path / "second" / "last.pt", weights_only=True)
     assert state["step"] == 6 and state["warm_start_step"] == 3
+
+
+def _raw_batch() -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    g = torch.Generator().manual_seed(3)
+    rows = [torch.randn(n, 80, generator=g) * 2 - 5 for n in (120, 97, 64)]
+    return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True), torch.tensor([120, 97, 64]), rows
+
+
+def test_augment_batch_matches_collate_per_utterance() -> None:
+    from asr.data import augment_batch
+    from asr.features import Normalizer
+
+    raw, lengths, rows = _raw_batch()
+    norm = Normalizer(torch.full((80,), -5.0), torch.full((80,), 2.0))
+    plain = augment_batch(raw, lengths, norm, None, None, torch.Generator().manual_seed(0))
+    expected = torch.nn.utils.rnn.pad_sequence([norm(r) for r in rows], batch_first=True)
+    torch.testing.assert_close(plain, expected)  # padding stays 0, as collate pads
+    warp = FreqWarp(0.1)
+    warped = augment_batch(raw, lengths, norm, None, warp, torch.Generator().manual_seed(5))
+    alphas = 1.0 + (2.0 * torch.rand(3, generator=torch.Generator().manual_seed(5)) - 1.0) * 0.1
+    for i, (row, alpha) in enumerate(zip(rows, alphas, strict=True)):
+        assert abs(float(alpha) - 1.0) > 1e-3  # a real warp was drawn
+        torch.testing.assert_close(warped[i, : len(row)], norm(warp.warp(row, float(alpha))))
+        assert torch.all(warped[i, len(row) :] == 0)
+
+
+def test_augment_batch_specaugment_masks_within_bounds() -> None:
+    from asr.data import SpecAugment, augment_batch
+    from asr.features import Normalizer
+
+    raw, lengths, rows = _raw_batch()
+    spec = SpecAugment()
+    out = augment_batch(
+        raw + 100, lengths, Normalizer.identity(80), spec, None, torch.Generator().manual_seed(1)
+    )
+    for i, row in enumerate(rows):
+        valid = out[i, : len(row)]
+        zero_bins = int((valid == 0).all(0).sum())
+        zero_steps = int((valid == 0).all(1).sum())
+        assert zero_bins <= spec.freq_masks * spec.freq_width
+        assert zero_steps <= spec.time_masks * min(spec.time_width, int(len(row) * spec.time_ratio))
+        kept = valid != 0
+        assert torch.equal(valid[kept], (row + 100)[kept])  # everything not masked is the input itself
+        assert torch.all(out[i, len(row) :] == 0)
+    masked = [int((out[i, : len(r)] == 0).all(0).sum()) for i, r in enumerate(rows)]
+    assert sum(masked) > 0  # over three rows and two bands each, some band was masked
