@@ -219,10 +219,13 @@ def train_one(args: argparse.Namespace) -> None:
     every = spec["snapshot_seconds"]
 
     class SnapshotTrainer(Trainer):
-        """A Trainer that leaves a shippable snapshot (and its dev figures) every few minutes."""
+        """A Trainer that leaves shippable snapshots (with dev figures) at even times."""
 
-        next_snapshot = time.time() + every
-        kept: list[Path] = []
+        def __init__(self, config: TrainConfig) -> None:
+            super().__init__(config)
+            self.kept: list[Path] = []
+            self.periodic_left = spec["snapshots"] - 1  # the last one comes when training ends
+            self.next_snapshot = time.time() + every
 
         def snapshot(self) -> None:
             metrics = self.evaluate() if self.dev_data is not None else {}
@@ -235,8 +238,9 @@ def train_one(args: argparse.Namespace) -> None:
             log.info("%s snapshot at step %d: %s", kind, self.step, metrics)
 
         def _stop_requested(self) -> bool:
-            if time.time() >= self.next_snapshot:
+            if self.periodic_left > 0 and time.time() >= self.next_snapshot:
                 self.snapshot()
+                self.periodic_left -= 1
                 self.next_snapshot = time.time() + every
             return super()._stop_requested()
 
@@ -270,10 +274,12 @@ def main() -> None:
     )
     ap.add_argument("--batch-frames", type=int, default=120000)
     ap.add_argument("--batch-utterances", type=int, default=400)
-    ap.add_argument("--loader-workers", type=int, default=4)
-    ap.add_argument("--lr", nargs=2, type=float, default=[6e-4, 8e-4], metavar=("STREAMING", "OFFLINE"))
+    ap.add_argument("--loader-workers", type=int, default=6)
+    ap.add_argument("--lr", nargs=2, type=float, default=[5e-4, 6e-4], metavar=("STREAMING", "OFFLINE"))
     ap.add_argument("--anneal-share", type=float, default=0.5, help="share of the training time annealed")
-    ap.add_argument("--snapshot-seconds", type=float, default=75)
+    ap.add_argument(
+        "--snapshots", type=int, default=3, help="snapshots over the training time (the last 2 are kept)"
+    )
     ap.add_argument("--kinds", nargs="+", default=["streaming", "offline"])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--spec", help=argparse.SUPPRESS)
@@ -344,7 +350,8 @@ def main() -> None:
             "kind": kind,
             "out_dir": str(run),
             "results": str(args.out),
-            "snapshot_seconds": args.snapshot_seconds,
+            "snapshot_seconds": minutes * 60 / args.snapshots,
+            "snapshots": args.snapshots,
             "keep": 2,  # 2 kinds x 2 + summary + log: the device tool returns at most 8 files
             "config": config,
         }
