@@ -50,12 +50,15 @@ def unpack(bundle: Path, tts_root: Path) -> None:
         with tarfile.open(bundle / "tts.tar.xz") as tar:
             tar.extractall(tts_root.parent, filter="fully_trusted")
     mbrola = Path("/usr/share/mbrola")  # espeak-ng's fixed place for mbrola databases
-    if not mbrola.exists():
-        mbrola.symlink_to(tts_root / "mbrola")
-    elif mbrola.is_dir() and not mbrola.is_symlink():
-        for voice in (tts_root / "mbrola").iterdir():
-            if not (mbrola / voice.name).exists():
-                (mbrola / voice.name).symlink_to(voice)
+    try:
+        if not mbrola.exists():
+            mbrola.symlink_to(tts_root / "mbrola")
+        elif mbrola.is_dir() and not mbrola.is_symlink():
+            for voice in (tts_root / "mbrola").iterdir():
+                if not (mbrola / voice.name).exists():
+                    (mbrola / voice.name).symlink_to(voice)
+    except OSError as e:  # then check_environment finds mbrola missing: espeak-ng alone
+        log.warning("cannot link the mbrola voices into %s: %s", mbrola, e)
     os.environ["PATH"] = f"{tts_root / 'bin'}:{os.environ['PATH']}"
     for packed in (bundle / "corpus-seed" / "text").glob("*.xz"):
         plain = packed.with_suffix("")
