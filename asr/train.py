@@ -22,7 +22,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -278,7 +278,8 @@ class Trainer:
         ramped up again over ``rewarm_steps`` because Adam's moments start empty.
         """
         loaded = checkpoint.load_model(name)
-        if loaded.model.config != self.model_config:
+        # dropout has no weights: a warm start may change it
+        if replace(loaded.model.config, dropout=self.model_config.dropout) != self.model_config:
             raise ValueError(f"expected {self.model_config} in {name}, got {loaded.model.config}")
         self.model.load_state_dict(loaded.model.state_dict())
         self.normalizer = loaded.normalizer

@@ -9,7 +9,8 @@
 # TRAIN_ARGS (extra asr train options for both jobs, e.g. "--no-specaugment --bf16"), STREAMING_ARGS and
 # OFFLINE_ARGS (extra options for one of them), ANNEAL_MINUTES (anneal over the last N minutes of
 # MAX_MINUTES instead of ANNEAL_STEPS steps: for a machine whose speed is not known; pass ANNEAL_STEPS 0);
-# a resumed run recomputes its lr from these at its current step.
+# a resumed run recomputes its lr from these at its current step. KINDS (default "streaming offline")
+# picks which models to launch, e.g. KINDS=streaming to leave one core free.
 # To stop early but cleanly (final dev eval + save): touch data/runs/<kind>/STOP, or SIGTERM.
 # Logs: data/logs/train-{streaming,offline}.log. Progress: data/runs/<kind>/log.jsonl.
 #
@@ -52,9 +53,14 @@ for m in ['data/corpus/train.jsonl', 'data/corpus/train-clean.jsonl', 'data/corp
 export OMP_NUM_THREADS=1
 # A new machine has no data/runs/*/last.pt: continue from the shipped checkpoints instead.
 init() { [ -f "models/$1/model.pt" ] && echo "--init-from models/$1/model.pt"; }
+kinds=" ${KINDS:-streaming offline} "
+if [[ $kinds == *" streaming "* ]]; then
 nohup .venv/bin/asr train --kind streaming --out data/runs/streaming \
   --train data/corpus/train.jsonl data/corpus/train-clean.jsonl "${extra[@]}" "${common[@]}" \
   --steps "$streaming_steps" --lr "$streaming_lr" $(init streaming) ${STREAMING_ARGS:-} >> data/logs/train-streaming.log 2>&1 &
+fi
+if [[ $kinds == *" offline "* ]]; then
 nohup .venv/bin/asr train --kind offline --out data/runs/offline --train data/corpus/train.jsonl "${extra[@]}" \
   "${common[@]}" --steps "$offline_steps" --lr "$offline_lr" $(init offline) ${OFFLINE_ARGS:-} >> data/logs/train-offline.log 2>&1 &
+fi
 echo "training in the background: tail -f data/logs/train-{streaming,offline}.log"

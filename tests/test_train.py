@@ -265,6 +265,18 @@ def test_warm_start_from_shipped_checkpoint(tmp_path: Path, tiny_manifest: Path)
     assert state["step"] == 6 and state["warm_start_step"] == 3
 
 
+def test_warm_start_may_change_dropout_but_not_shape(tmp_path: Path, tiny_manifest: Path) -> None:
+    best = run_training(_config(tmp_path, tiny_manifest, "first", 2))
+    config = _config(tmp_path, tiny_manifest, "second", 3)
+    config.init_from, config.dropout = str(best), 0.25
+    trainer = Trainer(config)
+    assert trainer.step == 2 and trainer.model.config.dropout == 0.25
+    config = _config(tmp_path, tiny_manifest, "third", 3)
+    config.init_from, config.hidden = str(best), 24
+    with pytest.raises(ValueError, match="expected"):
+        Trainer(config)
+
+
 def _raw_batch() -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
     g = torch.Generator().manual_seed(3)
     rows = [torch.randn(n, 80, generator=g) * 2 - 5 for n in (120, 97, 64)]
