@@ -3,10 +3,10 @@
 A held-out test voice (flite ``rms``; the corpus never trains on it) speaks sentences
 that are not in the training text; the server must return exactly those words, streamed
 in two-pass mode and sent whole to ``Recognize`` in offline mode. These tests measure
-the shipped checkpoints. The current ones do not meet this yet (offline test-split CER
-18.6% greedy, see models/offline/MODEL_CARD.md), so the sentence cases are marked as expected
-failures (non-strict: a case that passes shows as XPASS); the assertion itself is exact.
-``ASR_STRICT_ACCURACY=1`` makes them hard failures, for judging a new checkpoint.
+the shipped checkpoints. They were marked as expected failures of the under-trained models
+until session 15, whose checkpoints (offline test-split CER 18.6% greedy, see
+models/offline/MODEL_CARD.md) get all six cases exactly right with the LM; since then they
+are hard tests, so a new checkpoint that loses one of these sentences fails here.
 
 The rest of the service contract is tested on tiny models in tests/test_server.py, not
 repeated here:
@@ -22,7 +22,6 @@ repeated here:
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,11 +42,6 @@ pytestmark = pytest.mark.skipif(
 TEST_VOICE = Voice("flite", "rms", "rms")  # held out of training (see asr/corpus/voices.py)
 # Chosen up front: short, plain, and absent from data/corpus/text/{train,dev,test}.txt.
 SENTENCES = ["please close the door", "the water is very cold", "we will meet again tomorrow"]
-SHIPPED_MODELS_FALL_SHORT = pytest.mark.xfail(
-    not os.environ.get("ASR_STRICT_ACCURACY"),
-    reason="the shipped models are under-trained (offline test CER 18.6%); exact transcripts are the target",
-    strict=False,
-)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +79,6 @@ def test_serves_the_shipped_models_with_the_lm(client: RecognizerClient) -> None
     assert (MODELS_DIR / "lm").is_dir()
 
 
-@SHIPPED_MODELS_FALL_SHORT
 @pytest.mark.parametrize("sentence", SENTENCES)
 def test_two_pass_stream_gets_the_sentence(
     client: RecognizerClient, spoken: dict[str, Path], sentence: str
@@ -96,7 +89,6 @@ def test_two_pass_stream_gets_the_sentence(
     assert heard == normalize_text(sentence)
 
 
-@SHIPPED_MODELS_FALL_SHORT
 @pytest.mark.parametrize("sentence", SENTENCES)
 def test_offline_recognize_gets_the_sentence(
     client: RecognizerClient, spoken: dict[str, Path], sentence: str
