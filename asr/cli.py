@@ -227,7 +227,13 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--hidden", type=int, default=None, help="LSTM units (per direction)")
     p.add_argument("--layers", type=int, default=None, help="LSTM layers")
     p.add_argument("--proj-dim", type=int, default=None, help="input projection size")
-    p.add_argument("--dropout", type=float, default=0.1, help="dropout")
+    p.add_argument(
+        "--dropout",
+        type=float,
+        default=0.1,
+        help="dropout after the input projection, between LSTM layers and before the output head "
+        "(no weights, so a resumed or warm-started run may change it)",
+    )
     p.add_argument("--no-specaugment", action="store_true", help="disable SpecAugment")
     p.add_argument(
         "--freq-warp",
