@@ -138,3 +138,57 @@ def load_model(name: str | os.PathLike[str], device: str | torch.device = "cpu")
         meta={"training": ckpt.get("training", {}), "metrics": ckpt.get("metrics", {})},
         path=path,
     )
+
+
+def average_checkpoints(paths: list[str | os.PathLike[str]]) -> dict[str, Any]:
+    """The element-wise mean of the weights of several shipped checkpoints of one run.
+
+    Checkpoint averaging (as in SWA, or Transformer "average the last N checkpoints"):
+    snapshots taken along one low-learning-rate trajectory sit in the same basin, and their
+    mean often generalises better than any one of them. Metadata (training, metrics) comes
+    from the last path, with the averaged files and steps recorded in
+    ``training["averaged_from"]``.
+
+    Raises:
+        ValueError: fewer than two paths, or checkpoints that differ in model config,
+            labels, features or normaliser (they could not come from one run).
+    """
+    if len(paths) < 2:
+        raise ValueError(f"expected at least two checkpoints to average, got {len(paths)}")
+    ckpts = []
+    for p in paths:
+        try:
+            ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
+            raise ValueError(f"{p}: not a loadable checkpoint ({e})") from None
+        if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_VERSION:
+            raise ValueError(f"{p}: expected a format-{FORMAT_VERSION} checkpoint dict")
+        ckpts.append(ckpt)
+    first = ckpts[0]
+    for p, ckpt in zip(paths[1:], ckpts[1:], strict=True):
+        for key in ("config", "labels", "features"):
+            # dropout has no weights: snapshots of runs that changed it still average
+            a = {k: v for k, v in first[key].items() if k != "dropout"} if key == "config" else first[key]
+            b = {k: v for k, v in ckpt[key].items() if k != "dropout"} if key == "config" else ckpt[key]
+            if a != b:
+                raise ValueError(f"{p}: expected the same {key} as {paths[0]}, got a different one")
+        same_norm = all(
+            torch.equal(torch.as_tensor(first["normalizer"][k]), torch.as_tensor(ckpt["normalizer"][k]))
+            for k in first["normalizer"]
+        )
+        if not same_norm:
+            raise ValueError(f"{p}: expected the normaliser of {paths[0]} (the same run), got another")
+    state = {}
+    for name, tensor in first["model"].items():
+        if tensor.is_floating_point():
+            mean = torch.stack([c["model"][name].float() for c in ckpts]).mean(0)
+            state[name] = mean.to(tensor.dtype)
+        else:
+            state[name] = tensor.clone()
+    last = ckpts[-1]
+    training = dict(last.get("training", {}))
+    training["averaged_from"] = [
+        {"path": str(p), "steps": c.get("training", {}).get("steps")}
+        for p, c in zip(paths, ckpts, strict=True)
+    ]
+    return {**last, "model": state, "training": training, "metrics": {}}

@@ -5,6 +5,8 @@ Run directory layout::
     RUN/last.pt     full resume state (model, optimizer, step, RNG) - never shipped
     RUN/best.pt     shippable fp16 checkpoint of the best dev CER so far
     RUN/log.jsonl   one JSON object per log/eval event
+    RUN/snapshots/step-NNNNNNN.pt   shippable fp16 weights every ``snapshot_every`` steps
+                    (optional), for checkpoint averaging: ``asr average``
 
 Multi-process: launch with ``torchrun --nproc_per_node N -m asr.cli train ...``; each
 rank takes every N-th batch and gradients are averaged (gloo on CPU, nccl on CUDA).
@@ -80,6 +82,7 @@ class TrainConfig:
     bf16: bool = False  # bfloat16 autocast for the forward pass (weights and optimizer stay fp32)
     eval_every: int = 500
     save_every: int = 250
+    snapshot_every: int = 0  # >0: also keep a shippable snapshot every N steps (for averaging)
     log_every: int = 25
     seed: int = 1234
     threads: int = 0  # 0: torch default
@@ -455,6 +458,9 @@ class Trainer:
                 self._eval_and_keep_best()
             if self.step % config.save_every == 0:
                 self.save_resume()
+            if config.snapshot_every > 0 and self.step % config.snapshot_every == 0 and self.rank == 0:
+                snapshot = self.out / "snapshots" / f"step-{self.step:07d}.pt"
+                checkpoint.save(self.shippable({"step": self.step}), snapshot)
             if config.max_wall_minutes and elapsed_min > config.max_wall_minutes:
                 log.info("wall-clock budget reached at step %d; saving", self.step)
                 break

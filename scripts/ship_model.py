@@ -32,6 +32,9 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--run", required=True, help="training run folder (uses RUN/best.pt)")
+    parser.add_argument(
+        "--checkpoint", help="ship this checkpoint instead of RUN/best.pt (e.g. an 'asr average' output)"
+    )
     parser.add_argument("--name", required=True, choices=["streaming", "offline"], help="shipped model name")
     parser.add_argument("--test", required=True, help="held-out-voice test manifest")
     parser.add_argument("--smoke", help="real-speech smoke-set manifest")
@@ -49,7 +52,7 @@ def main() -> int:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    src = Path(args.run) / "best.pt"
+    src = Path(args.checkpoint) if args.checkpoint else Path(args.run) / "best.pt"
     dest_dir = MODELS_DIR / args.name
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / "model.pt"

@@ -321,3 +321,45 @@ def test_augment_batch_specaugment_masks_within_bounds() -> None:
         assert torch.all(out[i, len(row) :] == 0)
     masked = [int((out[i, : len(r)] == 0).all(0).sum()) for i, r in enumerate(rows)]
     assert sum(masked) > 0  # over three rows and two bands each, some band was masked
+
+
+def test_snapshots_average_to_the_mean_of_their_weights(tmp_path: Path, tiny_manifest: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    config = _config(tmp_path, tiny_manifest, "snap", 3)
+    config.snapshot_every = 1
+    run_training(config)
+    snaps = sorted((tmp_path / "snap" / "snapshots").glob("step-*.pt"))
+    assert [p.name for p in snaps] == ["step-0000001.pt", "step-0000002.pt", "step-0000003.pt"]
+    out = tmp_path / "avg.pt"
+    # given in reverse: --last picks the latest two by training step, not by argument order
+    args = [
+        "average",
+        *map(str, reversed(snaps)),
+        "--last",
+        "2",
+        "--out",
+        str(out),
+        "--dev",
+        str(tiny_manifest),
+    ]
+    assert main(args) == 0
+    assert "dev CER" in capsys.readouterr().out
+    averaged = checkpoint.load_model(out)
+    assert [e["steps"] for e in averaged.meta["training"]["averaged_from"]] == [2, 3]
+    assert averaged.meta["metrics"]["dev_utterances"] == 12 and averaged.meta["metrics"]["step"] == 3
+    two, three = (checkpoint.load_model(p).model.state_dict() for p in snaps[1:])
+    for name, value in averaged.model.state_dict().items():
+        torch.testing.assert_close(value, (two[name] + three[name]) / 2, atol=2e-3, rtol=2e-3, msg=name)
+    assert not torch.equal(two["head.1.weight"], three["head.1.weight"])  # the runs really moved
+
+
+def test_average_refuses_checkpoints_of_different_models(tmp_path: Path, tiny_manifest: Path) -> None:
+    small = run_training(_config(tmp_path, tiny_manifest, "small", 1))
+    config = _config(tmp_path, tiny_manifest, "wide", 1)
+    config.hidden = 24
+    wide = run_training(config)
+    with pytest.raises(ValueError, match="expected the same config"):
+        checkpoint.average_checkpoints([small, wide])
+    with pytest.raises(ValueError, match="at least two"):
+        checkpoint.average_checkpoints([small])
+    with pytest.raises(SystemExit, match="expected the same config"):
+        main(["average", str(small), str(wide), "--out", str(tmp_path / "x.pt")])
