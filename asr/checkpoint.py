@@ -110,6 +110,17 @@ def resolve_model_path(name: str | os.PathLike[str]) -> Path:
     return Path(name)
 
 
+def _read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The checkpoint dict at ``path``; ValueError when it is not one of this project's."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
+        raise ValueError(f"{path}: not a loadable checkpoint ({e})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{path}: expected a format-{FORMAT_VERSION} checkpoint dict")
+    return ckpt
+
+
 def load_model(name: str | os.PathLike[str], device: str | torch.device = "cpu") -> LoadedModel:
     """Load a shipped checkpoint (``weights_only=True``) as a float32 eval-mode model.
 
@@ -120,12 +131,7 @@ def load_model(name: str | os.PathLike[str], device: str | torch.device = "cpu")
     if not path.is_file():
         known = ", ".join(sorted(MODEL_ALIASES))
         raise ValueError(f"expected a model name ({known}) or a checkpoint path, got {str(name)!r}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
-        raise ValueError(f"{path}: not a loadable checkpoint ({e})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{path}: expected a format-{FORMAT_VERSION} checkpoint dict")
+    ckpt = _read_checkpoint(path)
     config = ModelConfig.from_dict(ckpt["config"])
     model = CTCModel(config)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
@@ -155,15 +161,7 @@ def average_checkpoints(paths: list[str | os.PathLike[str]]) -> dict[str, Any]:
     """
     if len(paths) < 2:
         raise ValueError(f"expected at least two checkpoints to average, got {len(paths)}")
-    ckpts = []
-    for p in paths:
-        try:
-            ckpt = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
-            raise ValueError(f"{p}: not a loadable checkpoint ({e})") from None
-        if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_VERSION:
-            raise ValueError(f"{p}: expected a format-{FORMAT_VERSION} checkpoint dict")
-        ckpts.append(ckpt)
+    ckpts = [_read_checkpoint(p) for p in paths]
     first = ckpts[0]
     for p, ckpt in zip(paths[1:], ckpts[1:], strict=True):
         for key in ("config", "labels", "features"):
