@@ -23,7 +23,7 @@ import torch
 from asr.audio import AudioError, load_audio
 from asr.features import FeatureConfig, Normalizer, NormalizerStats, log_mel
 from asr.manifest import read_manifest
-from asr.text import Vocabulary, normalize_text
+from asr.text import Vocabulary, join_split_compounds, normalize_text
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +111,8 @@ def load_feature_set(
     if (cache / "index.json").exists():
         index = json.loads((cache / "index.json").read_text())
         feats = np.load(cache / "feats.npy", mmap_mode="r")
-        return FeatureSet(
-            feats, np.array(index["offsets"]), np.array(index["lengths"]), index["texts"], index["meta"]
-        )
+        texts = [join_split_compounds(t) for t in index["texts"]]
+        return FeatureSet(feats, np.array(index["offsets"]), np.array(index["lengths"]), texts, index["meta"])
     entries = read_manifest(manifest)
     cache.mkdir(parents=True, exist_ok=True)
     chunks: list[np.ndarray] = []
@@ -130,7 +129,7 @@ def load_feature_set(
             desc=f"features {manifest.name}",
             disable=not progress,
         ):
-            text = normalize_text(str(entry["text"]))
+            text = join_split_compounds(normalize_text(str(entry["text"])))
             if isinstance(result, str) or len(result) < 3 or not text:
                 skipped += 1
                 log.warning(

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from asr.text import normalize_text
+from asr.text import join_split_compounds, normalize_text
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def read_sentences(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
     sentences = []
     for path in paths:
         for line in Path(path).read_text(encoding="utf-8").splitlines():
-            text = normalize_text(line)
+            text = join_split_compounds(normalize_text(line))
             if text:
                 sentences.append(text)
     return sentences

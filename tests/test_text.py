@@ -16,6 +16,7 @@ from asr.text import (
     ctc_collapse,
     greedy_decode,
     greedy_decode_with_frames,
+    join_split_compounds,
     normalize_text,
     number_to_words,
     ordinal_to_words,
@@ -250,3 +251,26 @@ def test_greedy_decode_with_frames() -> None:
     got = greedy_decode_with_frames(one_hot(frames))
     assert [(LABELS[i], t) for i, t in got] == [("h", 1), ("e", 4), ("l", 6), ("l", 9), ("o", 10)]
     assert greedy_decode_with_frames(torch.from_numpy(one_hot(frames))) == got
+
+
+@pytest.mark.parametrize(
+    ("text", "joined"),
+    [
+        ("we will meet again to morrow", "we will meet again tomorrow"),
+        ("for to day is a sabbath", "for today is a sabbath"),
+        ("from day to day", "from day to day"),
+        ("any thing or every thing every where", "anything or everything everywhere"),
+        ("go to daylight and into day to morrows", "go to daylight and into day to morrows"),
+        ("every one of them", "every one of them"),
+    ],
+)
+def test_join_split_compounds(text: str, joined: str) -> None:
+    assert join_split_compounds(text) == joined
+
+
+def test_lm_text_joins_split_compounds(tmp_path) -> None:
+    from asr.lm import read_sentences
+
+    path = tmp_path / "train.txt"
+    path.write_text("We will meet again to-morrow.\nDid you see any thing?\n", encoding="utf-8")
+    assert read_sentences([path]) == ["we will meet again tomorrow", "did you see anything"]

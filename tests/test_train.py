@@ -16,7 +16,7 @@ import torch
 
 from asr import checkpoint
 from asr.cli import main
-from asr.data import FreqWarp
+from asr.data import FreqWarp, load_feature_set
 from asr.features import log_mel
 from asr.train import TrainConfig, Trainer, anneal_by_time, lr_at, run_training
 
@@ -363,3 +363,15 @@ def test_average_refuses_checkpoints_of_different_models(tmp_path: Path, tiny_ma
         checkpoint.average_checkpoints([small])
     with pytest.raises(SystemExit, match="expected the same config"):
         main(["average", str(small), str(wide), "--out", str(tmp_path / "x.pt")])
+
+
+def test_training_labels_join_split_compounds(tmp_path: Path, tiny_manifest: Path) -> None:
+    """The KJV's "to morrow" trains as "tomorrow", from a fresh or a cached feature set."""
+    entries = [json.loads(line) for line in tiny_manifest.read_text().splitlines()]
+    entries[0]["text"] = "See you to morrow, not any thing else"
+    entries[0]["audio_filepath"] = str(tiny_manifest.parent / entries[0]["audio_filepath"])
+    manifest = tmp_path / "compounds.jsonl"
+    manifest.write_text(json.dumps(entries[0]) + "\n")
+    for _ in range(2):  # computes, then reads the cache
+        feats = load_feature_set(manifest, cache_dir=tmp_path / "feats", progress=False)
+        assert feats.texts == ["see you tomorrow not anything else"]
