@@ -178,6 +178,7 @@ def _train(args: argparse.Namespace) -> int:
         specaugment=not args.no_specaugment,
         bf16=args.bf16,
         freq_warp=args.freq_warp,
+        channel_eq=args.channel_eq,
         eval_every=args.eval_every,
         save_every=args.save_every,
         snapshot_every=args.snapshot_every,
@@ -242,6 +243,14 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=0.0,
         help="vocal tract length perturbation: warp each utterance's frequency axis by a random "
         "factor in [1-W, 1+W] (e.g. 0.1; 0 = off)",
+    )
+    p.add_argument(
+        "--channel-eq",
+        type=float,
+        default=0.0,
+        metavar="DB",
+        help="microphone/channel colouring: add a random smooth EQ curve (tilt and bows, up to "
+        "about DB dB) to each utterance's log-mel (e.g. 6; 0 = off)",
     )
     p.add_argument(
         "--bf16",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import multiprocessing as mp
 import os
 from collections.abc import Iterator, Sequence
@@ -292,6 +293,34 @@ class FreqWarp:
         return x[:, lo] * (1.0 - w) + x[:, hi] * w
 
 
+@dataclass
+class ChannelEQ:
+    """A random microphone/channel colouring on raw log-mel frames.
+
+    Each utterance gets a smooth gain curve across the mel axis: a sum of ``terms`` cosines
+    (a tilt, a bow, ...), the k-th with an amplitude drawn from ``[-max_db / k, max_db / k]``
+    dB. Synthetic voices all come out of one kind of channel (a TTS engine's output), while
+    real recordings pass through microphones and rooms with their own frequency responses;
+    this teaches the model to ignore a smooth spectral tilt. It adds no overall gain: the
+    corpus already varies the level. Log-mel is natural-log power, so ``d`` dB is
+    ``d * ln(10) / 10``.
+    """
+
+    max_db: float = 6.0
+    terms: int = 4
+
+    def curves(self, n: int, n_mels: int, generator: torch.Generator) -> torch.Tensor:
+        """``(n, n_mels)`` log-power offsets, one random curve per row."""
+        k = torch.arange(1, self.terms + 1, dtype=torch.float32)
+        pos = (torch.arange(n_mels, dtype=torch.float32) + 0.5) / n_mels
+        basis = torch.cos(math.pi * k[:, None] * pos[None, :])  # (K, M)
+        amp = (2.0 * torch.rand(n, self.terms, generator=generator) - 1.0) * self.max_db / k
+        return (amp @ basis) * (math.log(10.0) / 10.0)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return x + self.curves(1, x.shape[1], generator)[0]
+
+
 def collate(
     data: FeatureSet,
     indices: Sequence[int],
@@ -300,6 +329,7 @@ def collate(
     specaug: SpecAugment | None = None,
     generator: torch.Generator | None = None,
     warp: FreqWarp | None = None,
+    eq: ChannelEQ | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Pad a batch: (feats (B, T, M), feat_lengths, targets (sum U,), target_lengths)."""
     feats = []
@@ -307,6 +337,8 @@ def collate(
         raw = data.features(i)
         if warp is not None and generator is not None:
             raw = warp(raw, generator)
+        if eq is not None and generator is not None:
+            raw = eq(raw, generator)
         x = normalize(raw)
         if specaug is not None and generator is not None:
             x = specaug(x, generator)
@@ -330,8 +362,9 @@ def augment_batch(
     specaug: SpecAugment | None,
     warp: FreqWarp | None,
     generator: torch.Generator,
+    eq: ChannelEQ | None = None,
 ) -> torch.Tensor:
-    """What :func:`collate` does per utterance (warp, normalise, SpecAugment), for a whole
+    """What :func:`collate` does per utterance (warp, EQ, normalise, SpecAugment), for a whole
     zero-padded batch at once on its own device: on a GPU, per-utterance work in the loader
     would leave the model waiting.
 
@@ -339,7 +372,7 @@ def augment_batch(
         raw: ``(B, T, M)`` raw log-mel frames, zero-padded.
         lengths: ``(B,)`` valid frames per row.
         normalize: the global normaliser.
-        specaug, warp: as in :func:`collate` (None: off).
+        specaug, warp, eq: as in :func:`collate` (None: off).
         generator: a CPU generator for the random draws (a few per utterance).
 
     Returns:
@@ -360,6 +393,8 @@ def augment_batch(
             x.gather(2, lo[:, None, :].expand(b, t, m)) * (1.0 - w)
             + x.gather(2, hi[:, None, :].expand(b, t, m)) * w
         )
+    if eq is not None:
+        x = x + eq.curves(b, m, generator).to(device)[:, None, :]
     x = (x - normalize.mean.to(device)) / normalize.std.to(device)
     masked = torch.arange(t)[None, :] >= lengths.cpu()[:, None]  # (B, T) padding
     if specaug is not None:

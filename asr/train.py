@@ -34,6 +34,7 @@ from torch import nn
 
 from asr import checkpoint
 from asr.data import (
+    ChannelEQ,
     FeatureSet,
     FreqWarp,
     SpecAugment,
@@ -79,6 +80,7 @@ class TrainConfig:
     grad_clip: float = 5.0
     specaugment: bool = True
     freq_warp: float = 0.0  # VTLP: max relative frequency-axis warp per utterance (0 = off)
+    channel_eq: float = 0.0  # max dB of a random smooth EQ curve per utterance (0 = off)
     bf16: bool = False  # bfloat16 autocast for the forward pass (weights and optimizer stay fp32)
     eval_every: int = 500
     save_every: int = 250
@@ -216,6 +218,7 @@ class Trainer:
         self.ctc = nn.CTCLoss(blank=self.vocab.blank, zero_infinity=True)
         self.specaug = SpecAugment() if config.specaugment else None
         self.warp = FreqWarp(config.freq_warp, self.features) if config.freq_warp > 0 else None
+        self.eq = ChannelEQ(config.channel_eq) if config.channel_eq > 0 else None
         self.generator = torch.Generator().manual_seed(config.seed + self.rank)
 
         self.step = 0
@@ -343,12 +346,12 @@ class Trainer:
         """
         mine = [batches[p * self.world + self.rank] for p in range(self.position, steps_per_epoch)]
         if self.config.augment_on_device:  # the loader pads raw features; see _to_device
-            args = (self.train_data, identity, self.vocab, None, None)
+            args = (self.train_data, identity, self.vocab, None, None, None)
         else:
-            args = (self.train_data, self.normalizer, self.vocab, self.specaug, self.warp)
+            args = (self.train_data, self.normalizer, self.vocab, self.specaug, self.warp, self.eq)
         if self.config.loader_workers <= 0:
             for indices in mine:
-                yield collate(args[0], indices, args[1], args[2], args[3], self.generator, args[4])
+                yield collate(args[0], indices, args[1], args[2], args[3], self.generator, args[4], args[5])
             return
         seeds = [(self.config.seed, self.rank, self.epoch, p) for p in range(self.position, steps_per_epoch)]
         loader = torch.utils.data.DataLoader(
@@ -369,7 +372,7 @@ class Trainer:
             seed = (self.config.seed, self.rank, self.epoch, self.position, "device")
             digest = hashlib.sha1(repr(seed).encode()).digest()
             generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
-            x = augment_batch(x, xl, self.normalizer, self.specaug, self.warp, generator)
+            x = augment_batch(x, xl, self.normalizer, self.specaug, self.warp, generator, self.eq)
         return x, xl, y, yl
 
     def _log(self, event: dict[str, Any]) -> None:
@@ -511,10 +514,10 @@ class _SeededBatches(torch.utils.data.Dataset[Batch]):
         return len(self.batches)
 
     def __getitem__(self, k: int) -> Batch:
-        data, normalizer, vocab, specaug, warp = self.args
+        data, normalizer, vocab, specaug, warp, eq = self.args
         digest = hashlib.sha1(repr(self.seeds[k]).encode()).digest()
         generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
-        return collate(data, self.batches[k], normalizer, vocab, specaug, generator, warp)
+        return collate(data, self.batches[k], normalizer, vocab, specaug, generator, warp, eq)
 
 
 def _loader_worker_init(worker_id: int) -> None:

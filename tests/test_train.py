@@ -16,7 +16,7 @@ import torch
 
 from asr import checkpoint
 from asr.cli import main
-from asr.data import FreqWarp, load_feature_set
+from asr.data import ChannelEQ, FreqWarp, load_feature_set
 from asr.features import log_mel
 from asr.train import TrainConfig, Trainer, anneal_by_time, lr_at, run_training
 
@@ -59,6 +59,24 @@ def test_freq_warp_moves_a_tone_and_keeps_the_band_edges() -> None:
     assert torch.equal(FreqWarp(0.0)(feats, g), feats)
 
 
+def test_channel_eq_is_a_smooth_bounded_tilt_without_overall_gain() -> None:
+    eq = ChannelEQ(6.0, terms=4)
+    curves = eq.curves(500, 80, torch.Generator().manual_seed(0))
+    assert curves.shape == (500, 80)
+    bound = sum(6.0 / k for k in range(1, 5)) * np.log(10) / 10
+    assert float(curves.abs().max()) <= bound + 1e-5
+    assert float(curves.abs().max()) > 0.5 * np.log(10) / 10 * 6  # it does colour: several dB
+    torch.testing.assert_close(curves.mean(1), torch.zeros(500), atol=1e-5, rtol=0)  # no gain
+    assert float(curves.diff(dim=1).abs().max()) < 0.2  # smooth across neighbouring bins
+    assert float(curves[:, 0].std()) > 0.3  # the low and high ends move
+    feats = torch.randn(30, 80)
+    a = eq(feats, torch.Generator().manual_seed(1))
+    b = eq(feats, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and not torch.equal(a, feats)
+    offset = a - feats  # one curve for every frame of the utterance
+    torch.testing.assert_close(offset, offset[:1].expand_as(offset))
+
+
 def test_lr_schedule() -> None:
     config = TrainConfig(out_dir="x", train_manifests=[], lr=1e-3, warmup_steps=10, lr_half_life=100)
     assert lr_at(0, config) < lr_at(9, config) == 1e-3
@@ -98,7 +116,9 @@ def test_loss_falls(tmp_path: Path, tiny_manifest: Path) -> None:
 
 
 def test_batch_augmentation_on_device_trains(tmp_path: Path, tiny_manifest: Path) -> None:
-    config = replace(_config(tmp_path, tiny_manifest, "ondev", 40), augment_on_device=True, freq_warp=0.1)
+    config = replace(
+        _config(tmp_path, tiny_manifest, "ondev", 40), augment_on_device=True, freq_warp=0.1, channel_eq=6.0
+    )
     trainer = Trainer(config)
     trainer.train()
     losses = [e["loss"] for e in trainer.history if "loss" in e]
@@ -143,10 +163,11 @@ def _batch_args(tmp_path: Path, manifest: Path) -> tuple[list[int], int, int]:
 
 
 @pytest.mark.parametrize(
-    ("freq_warp", "workers", "on_device"), [(0.0, 0, False), (0.1, 0, False), (0.1, 2, False), (0.1, 2, True)]
+    ("freq_warp", "workers", "on_device", "channel_eq"),
+    [(0.0, 0, False, 0.0), (0.1, 0, False, 6.0), (0.1, 2, False, 0.0), (0.1, 2, True, 6.0)],
 )
 def test_resume_is_exact(
-    tmp_path: Path, tiny_manifest: Path, freq_warp: float, workers: int, on_device: bool
+    tmp_path: Path, tiny_manifest: Path, freq_warp: float, workers: int, on_device: bool, channel_eq: float
 ) -> None:
     # workers > 0: batches are collated (augmented) in loader processes, each batch with a
     # generator seeded by its place in the run, so a resume still sees the same batches; so
@@ -155,6 +176,7 @@ def test_resume_is_exact(
         return replace(
             _config(tmp_path, tiny_manifest, out, steps),
             freq_warp=freq_warp,
+            channel_eq=channel_eq,
             loader_workers=workers,
             augment_on_device=on_device,
         )
