@@ -290,7 +290,9 @@ def normalize_text(text: str) -> str:
 
 # The KJV bible (a quarter of the corpus text) writes some compounds as two words. Modern
 # transcripts, and what users expect to read, join them; "day to day" keeps its space.
-_SPLIT_COMPOUNDS = re.compile(r"\b(?:(to) (morrow)|(?<!\bday )(to) (day)|(any|every) (thing)|(every) (where))\b")
+_SPLIT_COMPOUNDS = re.compile(
+    r"\b(?:(to) (morrow)|(?<!\bday )(to) (day)|(any|every) (thing)|(every) (where))\b"
+)
 
 
 def join_split_compounds(text: str) -> str:
