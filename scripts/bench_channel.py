@@ -2,7 +2,7 @@
 """How much a microphone's frequency response costs each model: greedy WER/CER under random EQ.
 
     .venv/bin/python scripts/bench_channel.py --models streaming offline \
-        --manifest data/corpus/test.jsonl --limit 300
+        --manifest data/corpus/test.jsonl --limit 150
 
 Each utterance's log-mel gets a random smooth EQ curve (``asr.data.ChannelEQ``: a tilt and
 bows, the k-th cosine up to ``DB / k`` dB), the same curve for every model and a fixed
@@ -63,8 +63,8 @@ def main() -> int:
     )
     parser.add_argument("--models", nargs="+", default=["streaming", "offline"], help="model names or paths")
     parser.add_argument("--manifest", default="data/corpus/test.jsonl", help="held-out manifest")
-    parser.add_argument("--limit", type=int, default=300, help="utterances (after a seeded shuffle)")
-    parser.add_argument("--db", nargs="+", type=float, default=[0.0, 3.0, 6.0, 10.0], help="EQ strengths")
+    parser.add_argument("--limit", type=int, default=150, help="utterances (after a seeded shuffle)")
+    parser.add_argument("--db", nargs="+", type=float, default=[0.0, 6.0, 10.0], help="EQ strengths")
     parser.add_argument("--out", default="reports/channel_eq", help="report path prefix")
     args = parser.parse_args()
     torch.set_num_threads(1)
