@@ -36,8 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def evaluate(model: str, entries: list[dict[str, Any]], strengths: list[float]) -> list[dict[str, Any]]:
-    """Greedy WER/CER of ``model`` over ``entries`` at each EQ strength."""
-    loaded = load_model(model)
+    """Greedy WER/CER of ``model`` (a name, a path, or ``LABEL=PATH``) over ``entries`` at each EQ strength."""
+    model, _, path = model.rpartition("=") if "=" in model else (model, "", model)
+    loaded = load_model(path)
     decoder = Decoder()
     pairs: dict[float, list[tuple[str, str]]] = {db: [] for db in strengths}
     for i, e in enumerate(entries):
@@ -61,7 +62,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--models", nargs="+", default=["streaming", "offline"], help="model names or paths")
+    parser.add_argument(
+        "--models", nargs="+", default=["streaming", "offline"], help="model names, paths, or LABEL=PATH"
+    )
     parser.add_argument("--manifest", default="data/corpus/test.jsonl", help="held-out manifest")
     parser.add_argument("--limit", type=int, default=150, help="utterances (after a seeded shuffle)")
     parser.add_argument("--db", nargs="+", type=float, default=[0.0, 6.0, 10.0], help="EQ strengths")
@@ -87,7 +90,7 @@ def main() -> int:
         "| model | " + " | ".join(f"EQ {db:g} dB" for db in strengths) + " |",
         "|---|" + "---|" * len(strengths),
     ]
-    for model in args.models:
+    for model in (m.rpartition("=")[0] if "=" in m else m for m in args.models):
         cells = [f"{100 * r['wer']:.1f} / {100 * r['cer']:.1f}" for r in rows if r["model"] == model]
         lines.append(f"| `{model}` | " + " | ".join(cells) + " |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
