@@ -35,19 +35,25 @@ test: setup
 corpus-deps: setup
 	scripts/apt-install.sh $(APT_CORPUS)
 	scripts/install-mbrola.sh
-	$(BIN)/pip install -q -e ".[piper]"
+	$(BIN)/pip install -q -e ".[piper,corpus]"
 
 # Rebuild the training corpus (resumable; ~20-30 min for 50 h on 2 cores), then four training-only
 # supplements (no dev/test): the Piper neural voice (~8 min for 3 h), nine more mbrola
 # databases, i.e. recorded people, speaking English (mbrola-x, a few minutes for 5 h), and
 # RHVoice's six English voices with SVOX Pico's en-US voice (rhvoice-pico, ~6 min for 5 h), and
-# festival's rab and don diphone voices (festival-x).
+# festival's rab and don diphone voices (festival-x), and last the everyday-words supplement
+# (common): 8,000 train sentences chosen for the common English words the others rarely say
+# (asr corpus select-text), spoken by the human-recorded voices and espeak (~5 min for 10 h).
+SUPPLEMENTS := data/corpus-piper data/corpus-mbrola-x data/corpus-rhvoice-pico data/corpus-festival-x
 corpus: corpus-deps
 	$(BIN)/asr corpus build --hours 50 --out data/corpus
 	$(BIN)/asr corpus build --hours 3 --engines piper=1 --dev-utts 0 --test-utts 0 --out data/corpus-piper
 	$(BIN)/asr corpus build --hours 5 --engines mbrola-x=1 --dev-utts 0 --test-utts 0 --out data/corpus-mbrola-x
 	$(BIN)/asr corpus build --hours 5 --engines rhvoice=0.7 pico=0.3 --dev-utts 0 --test-utts 0 --out data/corpus-rhvoice-pico
 	$(BIN)/asr corpus build --hours 1.5 --engines festival-x=1 --dev-utts 0 --test-utts 0 --out data/corpus-festival-x
+	$(BIN)/asr corpus select-text --heard data/corpus/train.jsonl $(SUPPLEMENTS:=/train.jsonl) --out data/corpus-common
+	$(BIN)/asr corpus build --hours 10 --dev-utts 0 --test-utts 0 --out data/corpus-common \
+	  --engines espeak=0.25 mbrola=0.25 flite=0.2 festival=0.1 mbrola-x=0.1 rhvoice=0.1
 	$(MAKE) eval-sets
 
 # The small evaluation sets beside the test split (seconds to a minute): the real-speech smoke set,

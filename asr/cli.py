@@ -73,6 +73,28 @@ def _corpus_clean(args: argparse.Namespace) -> int:
     return 0
 
 
+def _corpus_select(args: argparse.Namespace) -> int:
+    from asr.corpus.select import write_selection
+
+    report = write_selection(
+        Path(args.pool),
+        args.heard,
+        Path(args.out),
+        n=args.sentences,
+        min_zipf=args.min_zipf,
+        floor=args.floor,
+        scale=args.scale,
+        cap=args.cap,
+        repeats=args.repeats,
+    )
+    print(
+        f"{report['chosen']} sentences ({report['chosen_words']} words) -> {args.out}/text/train.txt; "
+        f"common words heard enough: {report['targets_met_before']} -> {report['targets_met_after']} "
+        f"of {report['target_words']}. Next: asr corpus build --out {args.out} --dev-utts 0 --test-utts 0 ..."
+    )
+    return 0
+
+
 def _add_corpus(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     corpus = sub.add_parser(
         "corpus",
@@ -151,6 +173,30 @@ def _add_corpus(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     clean.add_argument("--out", required=True, help="manifest to write, e.g. data/corpus/train-clean.jsonl")
     clean.add_argument("--min-snr", type=float, default=15.0, help="lowest added-noise SNR kept (dB)")
     clean.set_defaults(func=_corpus_clean)
+    select = csub.add_parser(
+        "select-text",
+        help="pick train sentences rich in under-heard everyday words (for a supplement corpus)",
+        description=(
+            "Choose sentences from a corpus's train text (never dev or test) that bring the most common "
+            "English words (wordfreq's list) that the given manifests rarely say, and write OUT/text/ so "
+            "that `asr corpus build --out OUT --dev-utts 0 --test-utts 0` speaks them. A word's wanted "
+            "count is SCALE x its frequency share of the heard words, clamped to [FLOOR, CAP]. "
+            "Needs `pip install wordfreq` (corpus building only)."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    select.add_argument(
+        "--pool", default="data/corpus/text/train.txt", help="candidate sentences (a train.txt)"
+    )
+    select.add_argument("--heard", nargs="+", required=True, help="manifests already trained on")
+    select.add_argument("--out", required=True, help="supplement folder, e.g. data/corpus-common")
+    select.add_argument("--sentences", type=int, default=8000, help="how many sentences to choose")
+    select.add_argument("--min-zipf", type=float, default=3.0, help="commonest words only: zipf >= this")
+    select.add_argument("--floor", type=int, default=50, help="least wanted count per word")
+    select.add_argument("--scale", type=float, default=2.0, help="wanted count / frequency share")
+    select.add_argument("--cap", type=int, default=500, help="most wanted count per word")
+    select.add_argument("--repeats", type=float, default=1.0, help="expected utterances per chosen sentence")
+    select.set_defaults(func=_corpus_select)
 
 
 def _train(args: argparse.Namespace) -> int:

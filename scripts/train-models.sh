@@ -37,10 +37,11 @@ common=(--dev data/corpus/dev.jsonl --batch-frames 12000 --threads 1 --eval-ever
         --save-every 200 --max-minutes "$minutes" --anneal-steps "$anneal"
         --lr-half-life "$half_life" --anneal-minutes "${ANNEAL_MINUTES:-0}" ${TRAIN_ARGS:-})
 # The training-only supplements that make corpus builds (the Piper neural voice; nine more mbrola
-# databases, mbrola-x; RHVoice and SVOX Pico en-US, rhvoice-pico; festival's rab and don, festival-x),
-# when present, train both models.
+# databases, mbrola-x; RHVoice and SVOX Pico en-US, rhvoice-pico; festival's rab and don, festival-x;
+# everyday words, common), when present, train both models.
 extra=()
-for supplement in data/corpus-piper data/corpus-mbrola-x data/corpus-rhvoice-pico data/corpus-festival-x; do
+for supplement in data/corpus-piper data/corpus-mbrola-x data/corpus-rhvoice-pico data/corpus-festival-x \
+    data/corpus-common; do
   if [ -f "$supplement/train.jsonl" ]; then extra+=("$supplement/train.jsonl"); fi
 done
 # Cache features once (both cores), so the two jobs don't race on the cache.
