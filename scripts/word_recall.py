@@ -89,7 +89,6 @@ def main() -> int:
     out.with_suffix(".json").write_text(json.dumps(report, indent=1))
     order = [band_name(lo, hi) for lo, hi in BANDS] + ["at least doubled by --added", "all"]
     groups = [g for g in order if any(g in r for r in results.values())]
-    )
     lines = [
         f"# Word recall by training hearings ({args.manifest}, greedy, no LM)",
         "",
