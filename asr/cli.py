@@ -41,6 +41,7 @@ def _corpus_build(args: argparse.Namespace) -> int:
         test_utts=args.test_utts,
         seed=args.seed,
         jobs=args.jobs,
+        text_order=args.text_order,
         **({"engine_weights": weights} if weights else {}),
     )
     summary = build_corpus(config, progress=not args.quiet)
@@ -131,6 +132,16 @@ def _add_corpus(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
             "mbrola-x: 9 more mbrola databases (recorded people) speaking English; rhvoice: RHVoice's 6 English "
             "voices; pico: SVOX Pico's en-US and en-GB voices; festival-x: festival's rab and don diphone voices; "
             "all training only"
+        ),
+    )
+    build.add_argument(
+        "--text-order",
+        choices=["random", "cycle"],
+        default="random",
+        help=(
+            "random: each utterance draws its sentence independently (with replacement; how the shipped "
+            "corpora were built); cycle: every sentence once before any twice, in a seeded order (for a "
+            "supplement of chosen sentences, e.g. from select-text)"
         ),
     )
     build.add_argument("--quiet", action="store_true", help="no progress bar")

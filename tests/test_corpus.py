@@ -127,6 +127,25 @@ def test_plan_shard_is_pure_and_stays_in_its_split() -> None:
     assert {p.voice for p in train} <= set(voices["train"])
 
 
+def test_cycle_text_order_speaks_every_sentence_before_repeating() -> None:
+    sentences = [f"sentence number {i}" for i in range(50)]
+    cycle, random_order = small_config(text_order="cycle"), small_config()
+    voices = split_voices(make_voices(), cycle.seed)["train"]
+    plans = [p for k in range(5) for p in plan_shard("train", k, cycle, sentences, voices)]  # 100 utterances
+    texts = [p.text for p in plans]
+    assert sorted(texts[:50]) == sorted(sentences) and sorted(texts[50:]) == sorted(sentences)
+    assert texts[:50] != sentences  # a seeded shuffle, not the file order
+    assert plans == [p for k in range(5) for p in plan_shard("train", k, cycle, sentences, voices)]
+    # Only the text differs from the default order: voices, prosody, augmentation and seeds are the same.
+    same = [p for k in range(5) for p in plan_shard("train", k, random_order, sentences, voices)]
+    assert [(p.voice, p.prosody, p.augment, p.seed) for p in plans] == [
+        (p.voice, p.prosody, p.augment, p.seed) for p in same
+    ]
+    assert len({p.text for p in same}) < len(sentences)  # with replacement, some are never drawn
+    with pytest.raises(ValueError, match="text_order"):
+        small_config(text_order="alphabetical")
+
+
 def test_plan_shard_respects_engine_weights() -> None:
     config = small_config(engine_weights={"flite": 1.0, "espeak": 0.0})
     voices = split_voices(make_voices(), config.seed)

@@ -62,6 +62,7 @@ DEFAULT_ENGINE_WEIGHTS = {"espeak": 0.40, "mbrola": 0.28, "flite": 0.20, "festiv
 # Off in the default mix (so data/corpus stays as it was); make corpus builds training-only
 # supplements from them with --engines.
 SUPPLEMENT_ENGINES = ("piper", "mbrola-x", "rhvoice", "pico", "festival-x")
+TEXT_ORDERS = ("random", "cycle")
 AVG_UTTERANCE_SECONDS = 4.0  # first guess, replaced by the measured mean once shards exist
 
 
@@ -76,6 +77,11 @@ class CorpusConfig:
         seed: drives every random choice; same seed, same corpus.
         shard_size: utterances per shard (unit of work and of resume).
         jobs: worker processes.
+        text_order: "random" draws each utterance's sentence independently (with
+            replacement: the default, how every shipped corpus was built); "cycle" walks a
+            seeded permutation of the split's sentences, so each is spoken once before any
+            is spoken twice (for a supplement whose sentences were chosen one by one).
+            Voices, prosody and augmentation are the same either way.
     """
 
     out: Path
@@ -86,6 +92,11 @@ class CorpusConfig:
     shard_size: int = 120
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
     engine_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_ENGINE_WEIGHTS))
+    text_order: str = "random"
+
+    def __post_init__(self) -> None:
+        if self.text_order not in TEXT_ORDERS:
+            raise ValueError(f"text_order: expected one of {TEXT_ORDERS}, got {self.text_order!r}")
 
 
 def _bucket(seed: int, key: str) -> int:
@@ -185,6 +196,9 @@ def plan_shard(
         )
     weights = np.array([config.engine_weights[e] for e in engines])
     weights /= weights.sum()
+    cycle = None
+    if config.text_order == "cycle":
+        cycle = np.random.default_rng([config.seed, SPLITS.index(split), 1 << 20]).permutation(len(sentences))
     plans = []
     for i in range(config.shard_size):
         engine = engines[int(rng.choice(len(engines), p=weights))]
@@ -196,10 +210,13 @@ def plan_shard(
         )
         # Held-out splits: half clean, half augmented like training.
         aug = AugmentConfig() if split == "train" or rng.random() < 0.5 else CLEAN
+        drawn = int(rng.integers(len(sentences)))  # drawn in both orders, so the rest stays the same
+        if cycle is not None:
+            drawn = int(cycle[(k * config.shard_size + i) % len(sentences)])
         plans.append(
             UtterancePlan(
                 utt_id=f"{split}-{k:05d}-{i:03d}",
-                text=sentences[int(rng.integers(len(sentences)))],
+                text=sentences[drawn],
                 voice=voice,
                 prosody=prosody,
                 augment=aug,
