@@ -24,6 +24,7 @@ were:
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +38,7 @@ from pyctcdecode.decoder import (
     _merge_beams,
     _normalize_whitespace,
     _sort_and_trim_beams,
+    _sum_log_scores,
 )
 from pyctcdecode.language_model import HotwordScorer
 
@@ -46,6 +48,12 @@ from asr.text import BLANK
 BeamOutput = tuple[str, list[tuple[str, tuple[int, int]]], float, float]
 
 _LOG_CLIP = math.log(MIN_TOKEN_CLIP_P)
+
+# Partial-word LM scores depend only on the word so far and the LM, so searches without
+# hotwords share one cache per decoder (a server's streams hit the same prefixes again and
+# again). Cleared when it grows past this many words.
+_PARTIAL_CACHE_MAX = 200_000
+_SHARED_PARTIAL: weakref.WeakKeyDictionary[BeamSearchDecoderCTC, dict[str, float]] = weakref.WeakKeyDictionary()
 
 
 class BlankFrameSkipper:
@@ -128,7 +136,10 @@ class IncrementalBeamSearch:
         lm = decoder._language_model  # noqa: SLF001
         start = lm.get_start_state() if lm is not None else None
         self._lm_cache: dict[tuple[str, bool], Any] = {("", False): (0.0, 0.0, start)}
-        self._partial_cache: dict[str, float] = {}
+        # With hotwords a partial word's score depends on them: a cache of this search's own.
+        self._partial_cache: dict[str, float] = (
+            {} if words else _SHARED_PARTIAL.setdefault(decoder, {})
+        )
         self._beams: list[Any] = [EMPTY_START_BEAM]
         self.frames_searched = 0
 
@@ -147,42 +158,101 @@ class IncrementalBeamSearch:
         if index is None:
             index = np.arange(self.frames_searched, self.frames_searched + len(lp))
         above = lp >= self.token_min_logp  # (n, V)
-        labels = self._labels
         beams = self._beams
         rows = zip(lp.tolist(), above, lp.argmax(axis=1).tolist(), index.tolist(), strict=True)
         for row, chars, best_char, frame_idx in rows:
-            new_beams: list[Any] = []
             # The same set as pyctcdecode's, built the same way: its iteration order decides
             # which of two merged beams keeps its word frames.
-            for idx_char in set(np.flatnonzero(chars).tolist()) | {best_char}:
-                p_char = row[idx_char]
-                char = labels[idx_char]
-                for text, next_word, word_part, last_char, text_frames, part_frames, score in beams:
-                    if char == "" or last_char == char:  # blank, or a repeat that collapses
-                        new_part = part_frames if char == "" else (part_frames[0], frame_idx + 1)
-                        new_beams.append(
-                            (text, next_word, word_part, char, text_frames, new_part, score + p_char)
-                        )
-                    elif char == " ":  # a word ends
-                        frames = text_frames if word_part == "" else text_frames + [part_frames]
-                        new_beams.append((text, word_part, "", char, frames, NULL_FRAMES, score + p_char))
-                    else:  # the word goes on
-                        new_part = (
-                            (frame_idx, frame_idx + 1)
-                            if part_frames[0] < 0
-                            else (part_frames[0], frame_idx + 1)
-                        )
-                        new_beams.append(
-                            (text, next_word, word_part + char, char, text_frames, new_part, score + p_char)
-                        )
-            scored = self._decoder._get_lm_beams(  # noqa: SLF001
-                _merge_beams(new_beams), self._hotwords, self._lm_cache, self._partial_cache
-            )
-            best = max(b[-1] for b in scored)
-            scored = [b for b in scored if b[-1] >= best + self.beam_prune_logp]
-            beams = [b[:-1] for b in _sort_and_trim_beams(scored, self.beam_width)]
+            candidates = set(np.flatnonzero(chars).tolist()) | {best_char}
+            beams = self._step(beams, row, candidates, frame_idx)
         self._beams = beams
         self.frames_searched = int(index[-1]) + 1
+
+    def _step(self, beams: list[Any], row: list[float], candidates: set[int], frame_idx: int) -> list[Any]:
+        """One frame: extend every beam by every candidate symbol, merge, score, prune, trim.
+
+        pyctcdecode's frame loop with ``_merge_beams`` and ``_get_lm_beams`` fused into
+        one pass: the same beams in the same order (a merged beam keeps its first place
+        and takes the later beam's fields), the same float operations, the same caches,
+        so the same results (``tests/test_beam.py``). The beams kept between
+        frames have an empty ``next_word`` (the LM step merges it into the text), so the
+        merge key needs no token join unless a word has just ended.
+        """
+        labels = self._labels
+        merged: dict[tuple[str, str, str], list[Any]] = {}
+        for idx_char in candidates:
+            p_char = row[idx_char]
+            char = labels[idx_char]
+            for text, next_word, word_part, last_char, text_frames, part_frames, score in beams:
+                if char == "" or last_char == char:  # blank, or a repeat that collapses
+                    new = [
+                        text,
+                        next_word,
+                        word_part,
+                        char,
+                        text_frames,
+                        part_frames if char == "" else (part_frames[0], frame_idx + 1),
+                        score + p_char,
+                    ]
+                elif char == " ":  # a word ends
+                    frames = text_frames if word_part == "" else text_frames + [part_frames]
+                    new = [text, word_part, "", char, frames, NULL_FRAMES, score + p_char]
+                    next_word = word_part
+                    word_part = ""
+                else:  # the word goes on
+                    new_part = (
+                        (frame_idx, frame_idx + 1) if part_frames[0] < 0 else (part_frames[0], frame_idx + 1)
+                    )
+                    new = [text, next_word, word_part + char, char, text_frames, new_part, score + p_char]
+                    word_part = new[2]
+                if next_word == "":
+                    key = (text, word_part, char)
+                elif text == "":
+                    key = (next_word, word_part, char)
+                else:
+                    key = (text + " " + next_word, word_part, char)
+                have = merged.get(key)
+                if have is not None:  # as _merge_beams: the later beam's fields, the scores summed
+                    new[6] = _sum_log_scores(have[6], new[6])
+                merged[key] = new
+        return self._score_and_trim(merged)
+
+    def _score_and_trim(self, merged: dict[tuple[str, str, str], list[Any]]) -> list[Any]:
+        """pyctcdecode's ``_get_lm_beams`` (not at the sentence end), prune and trim."""
+        lm = self._decoder._language_model  # noqa: SLF001
+        hotwords = self._hotwords
+        lm_cache = self._lm_cache
+        partial_cache = self._partial_cache
+        scored = []
+        for (new_text, word_part, _), (text, next_word, _, last_char, frames, part, logit) in merged.items():
+            if lm is None:
+                combined = logit + hotwords.score(new_text) + hotwords.score_partial_token(word_part)
+            else:
+                cache_key = (new_text, False)
+                cached = lm_cache.get(cache_key)
+                if cached is None:
+                    _, prev_raw, start_state = lm_cache[(text, False)]
+                    lm_part, end_state = lm.score(start_state, next_word, is_last_word=False)
+                    raw = prev_raw + lm_part
+                    cached = lm_cache[cache_key] = (raw + hotwords.score(new_text), raw, end_state)
+                lm_score = cached[0]
+                if len(word_part) > 0:
+                    partial = partial_cache.get(word_part)
+                    if partial is None:
+                        if word_part in hotwords:
+                            partial = hotwords.score_partial_token(word_part)
+                        else:
+                            partial = lm.score_partial_token(word_part)
+                        if len(partial_cache) >= _PARTIAL_CACHE_MAX:
+                            partial_cache.clear()
+                        partial_cache[word_part] = partial
+                    lm_score += partial
+                combined = logit + lm_score
+            scored.append((new_text, "", word_part, last_char, frames, part, logit, combined))
+        best = max(b[-1] for b in scored)
+        floor = best + self.beam_prune_logp
+        kept = [b for b in scored if b[-1] >= floor]
+        return [b[:-1] for b in _sort_and_trim_beams(kept, self.beam_width)]
 
     def result(self) -> list[BeamOutput]:
         """The beams so far, best first, with the end of the sentence scored.

@@ -446,8 +446,17 @@ def _eval(args: argparse.Namespace) -> int:
         from asr.api import load_decoder
 
         decoder = load_decoder(None if args.no_lm else args.lm)
+    model = args.model
+    if args.int8:
+        from dataclasses import replace
+
+        from asr.checkpoint import load_model
+        from asr.model import quantize_int8
+
+        model = load_model(args.model)
+        model = replace(model, model=quantize_int8(model.model))
     result, rows = evaluate_manifest(
-        args.model, args.manifest, limit=args.limit, progress=not args.json, decoder=decoder
+        model, args.manifest, limit=args.limit, progress=not args.json, decoder=decoder
     )
     groups = grouped_scores(rows, args.by) if args.by else None
     if args.json:
@@ -491,6 +500,11 @@ def _add_eval(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--decoder", choices=["greedy", "beam"], default="greedy", help="decoding")
     p.add_argument("--lm", default=str(_models_dir() / "lm"), help="language model folder (beam)")
     p.add_argument("--no-lm", action="store_true", help="beam search without the language model")
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="evaluate the model with int8 weights, as `asr serve --int8` runs the streaming model",
+    )
     p.add_argument(
         "--by",
         choices=["voice", "condition"],
