@@ -23,7 +23,9 @@ were:
 
 from __future__ import annotations
 
+import heapq
 import math
+import operator
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -31,7 +33,6 @@ from typing import Any
 import numpy as np
 from pyctcdecode.constants import MIN_TOKEN_CLIP_P
 from pyctcdecode.decoder import (
-    EMPTY_START_BEAM,
     NULL_FRAMES,
     BeamSearchDecoderCTC,
     _log_softmax,
@@ -53,6 +54,7 @@ _LOG_CLIP = math.log(MIN_TOKEN_CLIP_P)
 # hotwords share one cache per decoder (a server's streams hit the same prefixes again and
 # again). Cleared when it grows past this many words.
 _PARTIAL_CACHE_MAX = 200_000
+_COMBINED = operator.itemgetter(8)  # a scored beam's combined score (see _score_and_trim)
 _SHARED_PARTIAL: weakref.WeakKeyDictionary[BeamSearchDecoderCTC, dict[str, float]] = weakref.WeakKeyDictionary()
 
 
@@ -140,7 +142,8 @@ class IncrementalBeamSearch:
         self._partial_cache: dict[str, float] = (
             {} if words else _SHARED_PARTIAL.setdefault(decoder, {})
         )
-        self._beams: list[Any] = [EMPTY_START_BEAM]
+        # pyctcdecode's EMPTY_START_BEAM in this class's layout (see _step)
+        self._beams: list[Any] = [("", "", None, [], NULL_FRAMES, 0.0, 0.0, 0.0)]
         self.frames_searched = 0
 
     def extend(self, log_probs: np.ndarray, index: np.ndarray | None = None) -> None:
@@ -172,46 +175,49 @@ class IncrementalBeamSearch:
         """One frame: extend every beam by every candidate symbol, merge, score, prune, trim.
 
         pyctcdecode's frame loop with ``_merge_beams`` and ``_get_lm_beams`` fused into
-        one pass: the same beams in the same order (a merged beam keeps its first place
-        and takes the later beam's fields), the same float operations, the same caches,
-        so the same results (``tests/test_beam.py``). The beams kept between
-        frames have an empty ``next_word`` (the LM step merges it into the text), so the
-        merge key needs no token join unless a word has just ended.
+        one pass, giving the same results (``tests/test_decoding.py``): the same beams in
+        the same order (a merged beam keeps its first place and takes the later beam's
+        fields), the same float operations and the same caches.
+
+        Between frames a beam is ``(text, word_part, last_char, text_frames, part_frames,
+        logit, lm_text, partial)``: pyctcdecode's beam without its always-empty
+        ``next_word``, plus the LM (and hotword) score of ``text`` and the partial word's
+        score. A blank or a repeat leaves text and word as they were, so only beams whose
+        word grew or ended need the caches.
         """
         labels = self._labels
+        end = frame_idx + 1
+        # key (text with the ended word, word_part, last_char) -> [text, next_word,
+        # word_part, last_char, text_frames, part_frames, logit, lm_text, partial]; the
+        # LM fields are None where _score_and_trim must look them up.
         merged: dict[tuple[str, str, str], list[Any]] = {}
+        get = merged.get
         for idx_char in candidates:
             p_char = row[idx_char]
             char = labels[idx_char]
-            for text, next_word, word_part, last_char, text_frames, part_frames, score in beams:
-                if char == "" or last_char == char:  # blank, or a repeat that collapses
+            for text, word_part, last_char, text_frames, part_frames, logit, lm_text, partial in beams:
+                if char == "":  # blank
+                    key = (text, word_part, "")
+                    new = [text, "", word_part, "", text_frames, part_frames, logit + p_char, lm_text, partial]
+                elif last_char == char:  # a repeat that collapses
+                    key = (text, word_part, char)
                     new = [
-                        text,
-                        next_word,
-                        word_part,
-                        char,
-                        text_frames,
-                        part_frames if char == "" else (part_frames[0], frame_idx + 1),
-                        score + p_char,
-                    ]
+                        text, "", word_part, char, text_frames, (part_frames[0], end), logit + p_char, lm_text, partial
+                    ]  # fmt: skip
                 elif char == " ":  # a word ends
                     frames = text_frames if word_part == "" else text_frames + [part_frames]
-                    new = [text, word_part, "", char, frames, NULL_FRAMES, score + p_char]
-                    next_word = word_part
-                    word_part = ""
+                    if word_part == "":
+                        key = (text, "", " ")
+                        new = [text, "", "", " ", frames, NULL_FRAMES, logit + p_char, lm_text, 0.0]
+                    else:
+                        key = (text + " " + word_part if text else word_part, "", " ")
+                        new = [text, word_part, "", " ", frames, NULL_FRAMES, logit + p_char, None, 0.0]
                 else:  # the word goes on
-                    new_part = (
-                        (frame_idx, frame_idx + 1) if part_frames[0] < 0 else (part_frames[0], frame_idx + 1)
-                    )
-                    new = [text, next_word, word_part + char, char, text_frames, new_part, score + p_char]
-                    word_part = new[2]
-                if next_word == "":
-                    key = (text, word_part, char)
-                elif text == "":
-                    key = (next_word, word_part, char)
-                else:
-                    key = (text + " " + next_word, word_part, char)
-                have = merged.get(key)
+                    grown = word_part + char
+                    key = (text, grown, char)
+                    new_part = (frame_idx, end) if part_frames[0] < 0 else (part_frames[0], end)
+                    new = [text, "", grown, char, text_frames, new_part, logit + p_char, lm_text, None]
+                have = get(key)
                 if have is not None:  # as _merge_beams: the later beam's fields, the scores summed
                     new[6] = _sum_log_scores(have[6], new[6])
                 merged[key] = new
@@ -219,40 +225,44 @@ class IncrementalBeamSearch:
 
     def _score_and_trim(self, merged: dict[tuple[str, str, str], list[Any]]) -> list[Any]:
         """pyctcdecode's ``_get_lm_beams`` (not at the sentence end), prune and trim."""
-        lm = self._decoder._language_model  # noqa: SLF001
+        lm_model = self._decoder._language_model  # noqa: SLF001
         hotwords = self._hotwords
         lm_cache = self._lm_cache
         partial_cache = self._partial_cache
         scored = []
-        for (new_text, word_part, _), (text, next_word, _, last_char, frames, part, logit) in merged.items():
-            if lm is None:
-                combined = logit + hotwords.score(new_text) + hotwords.score_partial_token(word_part)
-            else:
-                cache_key = (new_text, False)
-                cached = lm_cache.get(cache_key)
+        for (new_text, word_part, last_char), beam in merged.items():
+            text, next_word, _, _, frames, part, logit, lm_text, partial = beam
+            if lm_text is None:  # a word ended: the text's score, from the cache or the LM
+                cached = lm_cache.get((new_text, False))
                 if cached is None:
                     _, prev_raw, start_state = lm_cache[(text, False)]
-                    lm_part, end_state = lm.score(start_state, next_word, is_last_word=False)
-                    raw = prev_raw + lm_part
-                    cached = lm_cache[cache_key] = (raw + hotwords.score(new_text), raw, end_state)
-                lm_score = cached[0]
-                if len(word_part) > 0:
-                    partial = partial_cache.get(word_part)
-                    if partial is None:
-                        if word_part in hotwords:
-                            partial = hotwords.score_partial_token(word_part)
-                        else:
-                            partial = lm.score_partial_token(word_part)
-                        if len(partial_cache) >= _PARTIAL_CACHE_MAX:
-                            partial_cache.clear()
-                        partial_cache[word_part] = partial
-                    lm_score += partial
-                combined = logit + lm_score
-            scored.append((new_text, "", word_part, last_char, frames, part, logit, combined))
-        best = max(b[-1] for b in scored)
-        floor = best + self.beam_prune_logp
-        kept = [b for b in scored if b[-1] >= floor]
-        return [b[:-1] for b in _sort_and_trim_beams(kept, self.beam_width)]
+                    if lm_model is None:
+                        raw, end_state = 0.0, None
+                    else:
+                        lm_part, end_state = lm_model.score(start_state, next_word, is_last_word=False)
+                        raw = prev_raw + lm_part
+                    cached = lm_cache[(new_text, False)] = (raw + hotwords.score(new_text), raw, end_state)
+                lm_text = cached[0]
+            if partial is None:  # the word grew
+                partial = partial_cache.get(word_part)
+                if partial is None:
+                    if lm_model is None or word_part in hotwords:
+                        partial = hotwords.score_partial_token(word_part)
+                    else:
+                        partial = lm_model.score_partial_token(word_part)
+                    if len(partial_cache) >= _PARTIAL_CACHE_MAX:
+                        partial_cache.clear()
+                    partial_cache[word_part] = partial
+            # pyctcdecode's sums in its order: (logit + hotwords) + partial without an LM,
+            # logit + (LM + partial) with one (x + 0.0 == x where there is no partial word)
+            combined = logit + lm_text + partial if lm_model is None else logit + (lm_text + partial)
+            scored.append((new_text, word_part, last_char, frames, part, logit, lm_text, partial, combined))
+        # pyctcdecode prunes below best + beam_prune_logp, then keeps the beam_width best
+        # (heapq.nlargest, ties in list order). Trimming first and pruning the few left is
+        # the same: every beam above the floor outranks every beam below it.
+        top = heapq.nlargest(self.beam_width, scored, key=_COMBINED)
+        floor = top[0][8] + self.beam_prune_logp
+        return [b[:-1] for b in top if b[8] >= floor]
 
     def result(self) -> list[BeamOutput]:
         """The beams so far, best first, with the end of the sentence scored.
@@ -260,7 +270,7 @@ class IncrementalBeamSearch:
         The search itself is unchanged, so it can go on (a partial result) or end here.
         """
         closing = []
-        for text, _, word_part, _, frame_list, frames, score in self._beams:
+        for text, word_part, _, frame_list, frames, score, _, _ in self._beams:
             word_times = frame_list if word_part == "" else frame_list + [frames]
             closing.append((text, word_part, "", None, word_times, NULL_FRAMES, score))
         scored = self._decoder._get_lm_beams(  # noqa: SLF001

@@ -155,12 +155,17 @@ def test_tune_decoder_writes_best_pair(tmp_path: Path) -> None:
 
 
 def _uncompressed_beam(
-    decoder: Decoder, lp: np.ndarray
+    decoder: Decoder, lp: np.ndarray, hotwords: list[str] | None = None
 ) -> list[tuple[str, list[tuple[str, tuple[int, int]]], float]]:
     """pyctcdecode on every frame (what Decoder.beam did before frame compression)."""
     o = decoder.options
     beams = decoder._beam.decode_beams(
-        lp, beam_width=o.beam_width, beam_prune_logp=o.beam_prune_logp, token_min_logp=o.token_min_logp
+        lp,
+        beam_width=o.beam_width,
+        beam_prune_logp=o.beam_prune_logp,
+        token_min_logp=o.token_min_logp,
+        hotwords=hotwords,
+        hotword_weight=o.hotword_weight,
     )
     return [(" ".join(text.split()), frames, float(score)) for text, _, frames, _, score in beams]
 
@@ -212,17 +217,19 @@ def _noisy_spelling(rng: np.random.Generator, text: str, noise: float) -> np.nda
     return logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
 
 
+@pytest.mark.parametrize("hotwords", [None, ["goad", "bo"]], ids=["plain", "hotwords"])
 @pytest.mark.parametrize("use_lm", [False, True], ids=["no-lm", "lm"])
-def test_incremental_search_equals_whole_utterance(use_lm: bool) -> None:
+def test_incremental_search_equals_whole_utterance(use_lm: bool, hotwords: list[str] | None) -> None:
     """Fed in random chunks, the search gives pyctcdecode's beams, word times and scores
-    for the whole input; a result taken midway equals decoding the prefix."""
+    for the whole input; a result taken midway equals decoding the prefix. Hotwords
+    change the scores (and the partial-word cache, which is per search with them)."""
     from asr.api import load_decoder
 
     decoder = load_decoder(LM_DIR) if use_lm else Decoder()
     rng = np.random.default_rng(3)
     for k in range(8):
         lp = _noisy_spelling(rng, "the good book is all", 1.5 if k % 2 else 0.3)
-        search = decoder.search(n_best=3, eager=bool(k % 3))
+        search = decoder.search(hotwords=hotwords, n_best=3, eager=bool(k % 3))
         cut = int(rng.integers(5, len(lp) - 5))
         position = 0
         while position < len(lp):
@@ -233,11 +240,12 @@ def test_incremental_search_equals_whole_utterance(use_lm: bool) -> None:
             position += size
             if position == cut:
                 midway = search.result()
-                assert [h.text for h in midway] == [h.text for h in decoder.beam(lp[:cut], n_best=3)]
+                prefix = decoder.beam(lp[:cut], hotwords=hotwords, n_best=3)
+                assert [h.text for h in midway] == [h.text for h in prefix]
         got = search.result(time_offset=0.5)
-        expected = _uncompressed_beam(decoder, lp)
+        expected = _uncompressed_beam(decoder, lp, hotwords)
         assert [h.text for h in got] == [text for text, _, _ in expected[:3]]
-        assert got[0].score == pytest.approx(expected[0][2], abs=1e-3)
+        assert [h.score for h in got] == pytest.approx([score for _, _, score in expected[:3]], abs=1e-3)
         want = [
             (w, round(0.5 + s * STEP_SECONDS, 3), round(0.5 + max(e, s + 1) * STEP_SECONDS, 3))
             for w, (s, e) in expected[0][1]
