@@ -55,7 +55,9 @@ _LOG_CLIP = math.log(MIN_TOKEN_CLIP_P)
 # again). Cleared when it grows past this many words.
 _PARTIAL_CACHE_MAX = 200_000
 _COMBINED = operator.itemgetter(8)  # a scored beam's combined score (see _score_and_trim)
-_SHARED_PARTIAL: weakref.WeakKeyDictionary[BeamSearchDecoderCTC, dict[str, float]] = weakref.WeakKeyDictionary()
+_SHARED_PARTIAL: weakref.WeakKeyDictionary[BeamSearchDecoderCTC, dict[str, float]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class BlankFrameSkipper:
@@ -139,9 +141,7 @@ class IncrementalBeamSearch:
         start = lm.get_start_state() if lm is not None else None
         self._lm_cache: dict[tuple[str, bool], Any] = {("", False): (0.0, 0.0, start)}
         # With hotwords a partial word's score depends on them: a cache of this search's own.
-        self._partial_cache: dict[str, float] = (
-            {} if words else _SHARED_PARTIAL.setdefault(decoder, {})
-        )
+        self._partial_cache: dict[str, float] = {} if words else _SHARED_PARTIAL.setdefault(decoder, {})
         # pyctcdecode's EMPTY_START_BEAM in this class's layout (see _step)
         self._beams: list[Any] = [("", "", None, [], NULL_FRAMES, 0.0, 0.0, 0.0)]
         self.frames_searched = 0
@@ -198,7 +198,7 @@ class IncrementalBeamSearch:
             for text, word_part, last_char, text_frames, part_frames, logit, lm_text, partial in beams:
                 if char == "":  # blank
                     key = (text, word_part, "")
-                    new = [text, "", word_part, "", text_frames, part_frames, logit + p_char, lm_text, partial]
+                    new = [text, "", word_part, "", text_frames, part_frames, logit + p_char, lm_text, partial]  # fmt: skip
                 elif last_char == char:  # a repeat that collapses
                     key = (text, word_part, char)
                     new = [
