@@ -95,7 +95,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=45.0, help="seconds per count (default 45)")
     parser.add_argument("--mode", default="stream", choices=("stream", "two-pass", "offline"))
     parser.add_argument("--chunk-ms", type=float, default=100.0, help="audio per message (default 100)")
-    parser.add_argument("--int8", action="store_true", help="server: int8 streaming model")
+    parser.add_argument(
+        "--int8",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="server: int8 streaming model (the server's default) or, with --no-int8, the float one",
+    )
     parser.add_argument("--beam-width", type=int, default=None, help="server: beam width of the finals")
     parser.add_argument(
         "--token-min-logp", type=float, default=None, help="server: token floor of the finals"
@@ -112,9 +117,9 @@ def main() -> int:
 
     server: dict[str, Any] = {}
     passthrough: list[str] = []
-    if args.int8:
-        server["int8"] = True
-        passthrough.append("--int8")
+    if args.int8 is not None:
+        server["int8"] = args.int8
+        passthrough.append("--int8" if args.int8 else "--no-int8")
     for name in (
         "beam_width",
         "token_min_logp",

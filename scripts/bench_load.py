@@ -559,7 +559,12 @@ def main() -> int:
         "--server-threads", type=int, default=0, help="server torch threads (0: torch default)"
     )
     parser.add_argument("--max-streams", type=int, default=256, help="the server's stream cap (default 256)")
-    parser.add_argument("--int8", action="store_true", help="server: int8 streaming model (asr serve --int8)")
+    parser.add_argument(
+        "--int8",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="server: int8 streaming model (asr serve's default) or, with --no-int8, the float one",
+    )
     parser.add_argument("--beam-width", type=int, default=None, help="server: beam width of the finals")
     parser.add_argument(
         "--token-min-logp", type=float, default=None, help="server: token floor of the finals' beam"
@@ -595,7 +600,7 @@ def main() -> int:
     server_extra = {
         key: value
         for key, value in (
-            ("int8", args.int8 or None),
+            ("int8", args.int8),
             ("beam_width", args.beam_width),
             ("token_min_logp", args.token_min_logp),
             ("max_wait_ms", args.max_wait_ms),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import threading
@@ -73,23 +74,34 @@ class ServerConfig:
     # more threads mostly add OpenMP hand-offs: with 2 on a busy 2-core box a chunk's
     # log-mel took ~20x the CPU of 1 thread. Scale out with reuse_port, a process a core.
     threads: int = 0
-    # int8 weights for the streaming model's batched steps: 2-4x less CPU per step,
-    # outputs move slightly (see asr.model.quantize_int8).
-    int8: bool = False
+    # int8 weights for the streaming model's batched steps: 2-4x less CPU per step, and
+    # outputs move slightly (see asr.model.quantize_int8): on the 1080-utterance test split
+    # the streaming model's WER with the LM goes 37.79 -> 37.86%. On by default since
+    # session 22; False runs the float model (chunked decoding then equals whole-utterance).
+    int8: bool = True
     # Beam search of the finals (None: the decoder's defaults, 32 and -5). A smaller beam
     # or a higher token floor makes each final cheaper at some cost in accuracy.
     beam_width: int | None = None
     token_min_logp: float | None = None
-    # Processes for the finals' beam searches (0: threads of this process). Beam search
-    # is pure Python: in-process it competes with the event loop for the GIL, in a
-    # worker it runs on another core. 1 suits a 2-core machine.
-    decode_workers: int = 0
+    # Processes for the finals' beam searches (0: threads of this process; None: 1 on a
+    # machine with 2 or more cores, else 0). Beam search is pure Python: in-process it
+    # competes with the event loop for the GIL, in a worker it runs on another core.
+    decode_workers: int | None = None
     # Python's GIL switch interval while the server runs (process-wide; None: leave it).
     # The event loop, gRPC's poller, the batcher and the finals' threads share one GIL;
     # at Python's default 5 ms a thread that wakes for one message can wait a whole
     # interval behind a busy one. 1 ms halved p95 latencies at 200 streams (0.2 ms was
     # worse again: more switching); see docs/CAPACITY.md.
     gil_switch_ms: float | None = 1.0
+
+
+def decode_workers(config: ServerConfig) -> int:
+    """The decode worker processes ``config`` asks for (``None``: one where there are 2+ cores)."""
+    if config.decode_workers is None:
+        return 1 if (os.cpu_count() or 1) >= 2 else 0
+    if config.decode_workers < 0:
+        raise ValueError(f"expected decode_workers >= 0, got {config.decode_workers}")
+    return config.decode_workers
 
 
 def _serving_recognizer(config: ServerConfig, recognizer: Recognizer) -> Recognizer:
@@ -103,16 +115,15 @@ def _serving_recognizer(config: ServerConfig, recognizer: Recognizer) -> Recogni
         if not -50.0 <= config.token_min_logp < 0:
             raise ValueError(f"expected token_min_logp in [-50, 0), got {config.token_min_logp}")
         changes["token_min_logp"] = config.token_min_logp
-    if config.decode_workers < 0:
-        raise ValueError(f"expected decode_workers >= 0, got {config.decode_workers}")
-    if not changes and not config.int8 and not config.decode_workers:
+    workers = decode_workers(config)
+    if not changes and not config.int8 and not workers:
         return recognizer
     streaming = recognizer.streaming
     if config.int8:
         streaming = replace(streaming, model=quantize_int8(streaming.model))
     decoder = recognizer.decoder.with_options(**changes) if changes else recognizer.decoder
-    if config.decode_workers:
-        decoder = PooledDecoder(decoder, config.decode_workers)  # type: ignore[assignment]
+    if workers:
+        decoder = PooledDecoder(decoder, workers)  # type: ignore[assignment]
     return Recognizer(streaming, recognizer.offline, decoder)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import sys
 import threading
 import time
@@ -449,11 +450,14 @@ def test_bad_decoder_settings_are_refused(recognizer: Recognizer, changes: dict[
         next(_start(recognizer, **changes))
 
 
-def test_decode_workers_give_the_same_finals(recognizer: Recognizer, client: RecognizerClient) -> None:
+def test_decode_workers_give_the_same_finals(recognizer: Recognizer) -> None:
     """Finals decoded in a worker process equal those decoded in the server process."""
     audio = noise(2.5, seed=3)
     options = StreamOptions(interim_results=False, word_time_offsets=True)
-    expected = [(e.text, e.start, e.end) for e in client.stream(audio, options) if e.is_final]
+    for in_process in _start(recognizer, decode_workers=0):
+        assert type(in_process.handle.service.recognizer.decoder).__name__ != "PooledDecoder"
+        with RecognizerClient(f"127.0.0.1:{in_process.port}") as client:
+            expected = [(e.text, e.start, e.end) for e in client.stream(audio, options) if e.is_final]
     for server in _start(recognizer, decode_workers=1):
         assert type(server.handle.service.recognizer.decoder).__name__ == "PooledDecoder"
         with RecognizerClient(f"127.0.0.1:{server.port}") as pooled:
@@ -467,3 +471,24 @@ def test_decode_workers_give_the_same_finals(recognizer: Recognizer, client: Rec
             assert wait_for(lambda: pooled.stats().active_streams == 0)
             assert wait_for(lambda: pool.open_searches() == 0)  # type: ignore[attr-defined,union-attr]  # noqa: B023
     assert got == expected and any(text for text, _, _ in got)
+
+
+def test_default_decode_workers_follow_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """By default a machine with 2+ cores gets one decode worker, a 1-core one none."""
+    from asr.server.app import decode_workers
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert decode_workers(ServerConfig()) == 1
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert decode_workers(ServerConfig()) == 0
+    assert decode_workers(ServerConfig(decode_workers=3)) == 3
+    with pytest.raises(ValueError, match="expected decode_workers"):
+        decode_workers(ServerConfig(decode_workers=-1))
+
+
+def test_default_server_runs_int8_with_a_decode_worker(server: RunningServer) -> None:
+    """The defaults are the measured capacity settings (docs/CAPACITY.md, session 22)."""
+    recognizer = server.handle.service.recognizer
+    assert any("quantized" in type(m).__module__ for m in recognizer.streaming.model.modules())
+    if (os.cpu_count() or 1) >= 2:
+        assert type(recognizer.decoder).__name__ == "PooledDecoder"
