@@ -23,7 +23,6 @@ were:
 
 from __future__ import annotations
 
-import heapq
 import math
 import operator
 import weakref
@@ -137,6 +136,7 @@ class IncrementalBeamSearch:
         self._labels: list[str] = [decoder._idx2vocab[i] for i in range(len(decoder._idx2vocab))]  # noqa: SLF001
         words = [h for h in (hotwords or ()) if h.strip()] or None
         self._hotwords = HotwordScorer.build_scorer(words, weight=hotword_weight)
+        self._has_hotwords = bool(words)
         lm = decoder._language_model  # noqa: SLF001
         start = lm.get_start_state() if lm is not None else None
         self._lm_cache: dict[tuple[str, bool], Any] = {("", False): (0.0, 0.0, start)}
@@ -161,12 +161,17 @@ class IncrementalBeamSearch:
         if index is None:
             index = np.arange(self.frames_searched, self.frames_searched + len(lp))
         above = lp >= self.token_min_logp  # (n, V)
+        # each frame's symbols above the floor, ascending (np.flatnonzero of its row), in one call
+        counts = above.sum(axis=1).tolist()
+        columns = np.nonzero(above)[1].tolist()
         beams = self._beams
-        rows = zip(lp.tolist(), above, lp.argmax(axis=1).tolist(), index.tolist(), strict=True)
-        for row, chars, best_char, frame_idx in rows:
+        rows = zip(lp.tolist(), counts, lp.argmax(axis=1).tolist(), index.tolist(), strict=True)
+        start = 0
+        for row, count, best_char, frame_idx in rows:
             # The same set as pyctcdecode's, built the same way: its iteration order decides
             # which of two merged beams keeps its word frames.
-            candidates = set(np.flatnonzero(chars).tolist()) | {best_char}
+            candidates = set(columns[start : start + count]) | {best_char}
+            start += count
             beams = self._step(beams, row, candidates, frame_idx)
         self._beams = beams
         self.frames_searched = int(index[-1]) + 1
@@ -229,6 +234,7 @@ class IncrementalBeamSearch:
         hotwords = self._hotwords
         lm_cache = self._lm_cache
         partial_cache = self._partial_cache
+        has_hotwords = self._has_hotwords
         scored = []
         for (new_text, word_part, last_char), beam in merged.items():
             text, next_word, _, _, frames, part, logit, lm_text, partial = beam
@@ -241,7 +247,8 @@ class IncrementalBeamSearch:
                     else:
                         lm_part, end_state = lm_model.score(start_state, next_word, is_last_word=False)
                         raw = prev_raw + lm_part
-                    cached = lm_cache[(new_text, False)] = (raw + hotwords.score(new_text), raw, end_state)
+                    hot = hotwords.score(new_text) if has_hotwords else 0.0  # raw + 0.0 == raw
+                    cached = lm_cache[(new_text, False)] = (raw + hot, raw, end_state)
                 lm_text = cached[0]
             if partial is None:  # the word grew
                 partial = partial_cache.get(word_part)
@@ -258,9 +265,10 @@ class IncrementalBeamSearch:
             combined = logit + lm_text + partial if lm_model is None else logit + (lm_text + partial)
             scored.append((new_text, word_part, last_char, frames, part, logit, lm_text, partial, combined))
         # pyctcdecode prunes below best + beam_prune_logp, then keeps the beam_width best
-        # (heapq.nlargest, ties in list order). Trimming first and pruning the few left is
-        # the same: every beam above the floor outranks every beam below it.
-        top = heapq.nlargest(self.beam_width, scored, key=_COMBINED)
+        # (heapq.nlargest, ties in list order, which is documented to equal a stable sort
+        # with reverse=True). Trimming first and pruning the few left is the same: every
+        # beam above the floor outranks every beam below it.
+        top = sorted(scored, key=_COMBINED, reverse=True)[: self.beam_width]
         floor = top[0][8] + self.beam_prune_logp
         return [b[:-1] for b in top if b[8] >= floor]
 
