@@ -16,6 +16,7 @@ running.stop()
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -93,6 +94,12 @@ class ServerConfig:
     # interval behind a busy one. 1 ms halved p95 latencies at 200 streams (0.2 ms was
     # worse again: more switching); see docs/CAPACITY.md.
     gil_switch_ms: float | None = 1.0
+    # gc.freeze() once the models are loaded: the LM's character trie and the models are
+    # hundreds of thousands of long-lived objects, and every full collection walked them
+    # with the GIL held (up to 0.63 s at 200 streams; docs/CAPACITY.md, session 22).
+    # Process-wide: objects that exist then are never collected, so an app that embeds
+    # the server and builds much cyclic garbage before it may want False.
+    gc_freeze: bool = True
 
 
 def decode_workers(config: ServerConfig) -> int:
@@ -188,6 +195,9 @@ def build_server(config: ServerConfig, recognizer: Recognizer | None = None) -> 
     if config.metrics_port is not None:
         metrics_host = "0.0.0.0" if config.host in ("[::]", "0.0.0.0") else config.host
         metrics_http = start_metrics_http(metrics, metrics_host, config.metrics_port)
+    if config.gc_freeze:
+        gc.collect()
+        gc.freeze()
     return ServerHandle(
         server, port, service, health_servicer, batcher, metrics, metrics_http, config.gil_switch_ms
     )

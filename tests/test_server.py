@@ -492,3 +492,10 @@ def test_default_server_runs_int8_with_a_decode_worker(server: RunningServer) ->
     assert any("quantized" in type(m).__module__ for m in recognizer.streaming.model.modules())
     if (os.cpu_count() or 1) >= 2:
         assert type(recognizer.decoder).__name__ == "PooledDecoder"
+
+
+def test_default_server_freezes_the_loaded_heap(server: RunningServer) -> None:
+    """gc.freeze() after loading: full collections skip the models and the LM trie."""
+    import gc
+
+    assert gc.get_freeze_count() > 100_000  # the shipped LM's character trie alone
