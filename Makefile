@@ -67,7 +67,7 @@ fuzz: setup
 	FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest -q tests/test_fuzz.py --hypothesis-show-statistics
 
 soak: setup
-	$(BIN)/python scripts/soak.py --streams 200 --seconds 600
+	$(BIN)/python scripts/soak.py --streams 200 --seconds 600 --chunk-ms 200
 
 lint:
 	$(BIN)/ruff check asr server client tests
