@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import gc
 import itertools
+import json
 import logging
-import multiprocessing
+import os
+import subprocess
+import sys
 import threading
 import weakref
 from collections.abc import Sequence
@@ -113,19 +116,50 @@ def _worker_main(spec: dict[str, Any], inbox: Connection, outbox: Connection) ->
             outbox.send(replies)
 
 
+def _subprocess_main(inbox_fd: int, outbox_fd: int) -> None:
+    """Entry point of a worker started by :class:`_Worker`: the spec comes first on the inbox."""
+    inbox = Connection(inbox_fd, writable=False)
+    outbox = Connection(outbox_fd, readable=False)
+    spec = inbox.recv()
+    _worker_main(spec, inbox, outbox)
+
+
+# The worker's whole program: it imports asr and nothing of the parent's (see _Worker).
+_WORKER_CODE = (
+    "import json, os, sys; sys.path[:0] = json.loads(os.environ['ASR_WORKER_PATH']); "
+    "from asr.decode_pool import _subprocess_main; _subprocess_main({inbox}, {outbox})"
+)
+
+
 class _Worker:
-    """One decode process and the two threads that talk to it."""
+    """One decode process and the two threads that talk to it.
+
+    The process is a plain ``python -c`` child, not a ``multiprocessing`` one: the spawn
+    start method runs the parent's ``__main__`` script again in the child, so an app that
+    starts the server at the top level of a script without an ``if __name__ ==
+    "__main__":`` guard would start another server there and hang. It gets the parent's
+    ``sys.path`` and talks over two pipes with ``multiprocessing.connection`` messages; it
+    exits when the parent's end of its inbox closes, the parent's death included.
+    """
 
     def __init__(self, spec: dict[str, Any], name: str) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        inbox_read, self._inbox = ctx.Pipe(duplex=False)
-        self._replies, outbox_write = ctx.Pipe(duplex=False)
-        self.process = ctx.Process(
-            target=_worker_main, args=(spec, inbox_read, outbox_write), name=name, daemon=True
-        )
-        self.process.start()
-        inbox_read.close()
-        outbox_write.close()
+        inbox_read, inbox_write = os.pipe()
+        outbox_read, outbox_write = os.pipe()
+        env = dict(os.environ, ASR_WORKER_PATH=json.dumps([p for p in sys.path if p]))
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _WORKER_CODE.format(inbox=inbox_read, outbox=outbox_write)],
+                pass_fds=(inbox_read, outbox_write),
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        finally:
+            os.close(inbox_read)
+            os.close(outbox_write)
+        self.name = name
+        self._inbox = Connection(inbox_write, readable=False)
+        self._replies = Connection(outbox_read, writable=False)
+        self._inbox.send(spec)
         self._lock = threading.Condition()
         self._queued: list[tuple[Any, ...]] = []
         self._urgent = False
@@ -199,10 +233,11 @@ class _Worker:
             self._closed = True
             self._lock.notify()
         self._sender.join(timeout)
-        self.process.join(timeout)
-        if self.process.is_alive():
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
             self.process.terminate()
-            self.process.join(timeout)
+            self.process.wait(timeout)
         self._reader.join(timeout)
         self._inbox.close()
         self._replies.close()

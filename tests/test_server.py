@@ -499,3 +499,26 @@ def test_default_server_freezes_the_loaded_heap(server: RunningServer) -> None:
     import gc
 
     assert gc.get_freeze_count() > 100_000  # the shipped LM's character trie alone
+
+
+def test_unguarded_script_can_start_a_server_with_a_decode_worker(tmp_path: Path) -> None:
+    """The README's embedding lines at a script's top level, with no ``__main__`` guard:
+    the decode worker must not run the script again (multiprocessing's spawn did, and the
+    second server in the child hung the app)."""
+    import subprocess
+
+    script = tmp_path / "app.py"
+    script.write_text(
+        "from asr.server import ServerConfig, start_in_thread\n"
+        "running = start_in_thread(ServerConfig(port=0, offline_model=None, decode_workers=1))\n"
+        "print('listening', running.port, type(running.handle.service.recognizer.decoder).__name__)\n"
+        "running.stop()\n"
+        "print('stopped')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=240, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("listening ") and lines[0].endswith(" PooledDecoder")
+    assert lines[-1] == "stopped"
