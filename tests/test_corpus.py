@@ -670,3 +670,21 @@ def test_clean_subset_keeps_mild_augmentation_only(tmp_path: Path) -> None:
     assert clean_subset(src, tmp_path / "clean.jsonl") == (3, 3 / 3600)
     kept = read_manifest(tmp_path / "clean.jsonl", resolve=False)
     assert [e["audio_filepath"] for e in kept] == ["a.wav", "b.wav", "g.wav"]  # still relative
+
+
+def test_corpus_bar_survives_the_last_shards_overshooting() -> None:
+    """Shards in flight at the target still finish; the bar's total follows instead of
+    tqdm dropping it (which made the bar's format fail and ended the build unwritten)."""
+    import io
+
+    from tqdm import tqdm
+
+    from asr.corpus.build import advance_hours
+
+    out = io.StringIO()
+    bar = tqdm(total=1.0, file=out, bar_format="{n:.2f}/{total:.2f} h [{remaining}]")
+    for _ in range(4):
+        advance_hours(bar, 0.45)
+    bar.close()
+    assert bar.n == pytest.approx(1.8) and bar.total == pytest.approx(1.8)
+    assert "1.80/1.80 h" in out.getvalue()

@@ -323,6 +323,7 @@ def build_corpus(config: CorpusConfig, progress: bool = True) -> dict[str, Any]:
         while True:
             train_s = sum(e["duration"] for n, es in done.items() if n.startswith("train") for e in es)
             bar.n = round(train_s / 3600, 2)
+            bar.total = max(bar.total, bar.n)  # a corpus resumed with a smaller --hours
             bar.refresh()
             n_train_done = sum(1 for n in done if n.startswith("train"))
             mean_shard_s = (
@@ -344,7 +345,7 @@ def build_corpus(config: CorpusConfig, progress: bool = True) -> dict[str, Any]:
                 seconds = sum(e["duration"] for e in entries)
                 new_audio_s += seconds
                 if name.startswith("train"):
-                    bar.update(round(seconds / 3600, 3))
+                    advance_hours(bar, seconds / 3600)
                 bar.set_postfix(speed=f"{new_audio_s / max(time.time() - started, 1e-9):.0f}x")
         bar.close()
 
@@ -356,6 +357,20 @@ def build_corpus(config: CorpusConfig, progress: bool = True) -> dict[str, Any]:
     summary["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
     (out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     return summary
+
+
+def advance_hours(bar: Any, hours: float) -> None:
+    """Add ``hours`` to the corpus bar, raising its total when the last shards overshoot.
+
+    The shards in flight when the target is reached still finish, so the train audio
+    ends a little past ``--hours``; tqdm drops a total that ``n`` passes by 0.5 or more,
+    and the bar's ``{total:.2f}`` then failed and ended the build before its manifests
+    were written.
+    """
+    step = round(hours, 3)
+    if bar.total is not None and bar.n + step > bar.total:
+        bar.total = round(bar.n + step, 2)
+    bar.update(step)
 
 
 def _worker_init() -> None:
