@@ -228,6 +228,11 @@ class _Worker:
         for future in waiting:
             future.set_exception(RuntimeError("decode worker exited"))
 
+    def outstanding(self) -> int:
+        """Requests sent or queued whose replies have not come back."""
+        with self._lock:
+            return len(self._futures)
+
     def close(self, timeout: float = 10.0) -> None:
         with self._lock:
             self._closed = True
@@ -344,6 +349,18 @@ class PooledDecoder:
         n_best: int = 1,
         time_offset: float = 0.0,
     ) -> list[Hypothesis]:
+        result: list[Hypothesis] = self.beam_async(log_probs, hotwords, hotword_weight, n_best, time_offset).result()
+        return result
+
+    def beam_async(
+        self,
+        log_probs: np.ndarray,
+        hotwords: Sequence[str] | None = None,
+        hotword_weight: float | None = None,
+        n_best: int = 1,
+        time_offset: float = 0.0,
+    ) -> Future[list[Hypothesis]]:
+        """:meth:`beam` in the worker with the fewest requests outstanding; its future."""
         args = (
             np.asarray(log_probs, dtype=np.float32),
             tuple(hotwords or ()),
@@ -351,8 +368,8 @@ class PooledDecoder:
             n_best,
             time_offset,
         )
-        result: list[Hypothesis] = self._next()[1].request("beam", args).result()
-        return result
+        worker = min(self._workers, key=_Worker.outstanding)
+        return worker.request("beam", args)
 
     def open_searches(self) -> int:
         """Searches held open in the workers (for tests and stats)."""

@@ -8,9 +8,11 @@ wasted work, so batch transcription does this instead:
 2. one padded BiLSTM forward for a batch of files (exact per-file lengths);
 3. segments where the BiLSTM's own best path has a blank run as long as the endpoint's
    trailing silence (and at the maximum utterance length), each padded a little;
-4. beam search + LM per segment, in worker processes when ``jobs > 1`` (pyctcdecode is
-   pure Python, so threads would not help); the main process meanwhile runs the next
-   batch through the model.
+4. beam search + LM per segment, in decode worker processes when ``jobs > 1``
+   (:class:`asr.decode_pool.PooledDecoder`: pyctcdecode is pure Python, so threads would
+   not help); the main process meanwhile runs the next batch through the model. The
+   workers are plain ``python -c`` children, so a script that uses this at its top level
+   needs no ``if __name__ == "__main__":`` guard.
 
 Results have the same shape as a streaming session's finals, with global times.
 """
@@ -18,15 +20,15 @@ Results have the same shape as a streaming session's finals, with global times.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from asr.decode_pool import PooledDecoder
 from asr.decoding import STEP_SECONDS, Decoder, Hypothesis
 from asr.evaluate import batch_log_probs
 from asr.features import Normalizer, log_mel
@@ -70,21 +72,6 @@ def speech_segments(
     return segments
 
 
-# ------------------------------------------------------------------ beam workers
-_WORKER_DECODER: Decoder | None = None
-
-
-def _init_worker(spec: dict[str, Any]) -> None:
-    global _WORKER_DECODER
-    torch.set_num_threads(1)
-    _WORKER_DECODER = Decoder.from_spec(spec)
-
-
-def _beam_job(lp: np.ndarray, config: SessionConfig, offset: float) -> list[Hypothesis]:
-    assert _WORKER_DECODER is not None, "worker not initialised"
-    return _WORKER_DECODER.beam(lp, config.hotwords, config.hotword_weight, config.n_best, offset)
-
-
 class _Done:
     """A finished value with the Future interface (the in-process path)."""
 
@@ -111,18 +98,13 @@ class OfflineBatchRecognizer:
     jobs: int = 1
 
     def __post_init__(self) -> None:
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: PooledDecoder | None = None
         if self.jobs > 1:
-            self._pool = ProcessPoolExecutor(
-                self.jobs,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker,
-                initargs=(self.decoder.spec(),),
-            )
+            self._pool = PooledDecoder(self.decoder, self.jobs)
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
+            self._pool.close()
             self._pool = None
 
     def __enter__(self) -> OfflineBatchRecognizer:
@@ -134,7 +116,7 @@ class OfflineBatchRecognizer:
     def _submit(self, lp: np.ndarray, config: SessionConfig, offset: float) -> Future[Any] | _Done:
         if self._pool is None:
             return _Done(self.decoder.beam(lp, config.hotwords, config.hotword_weight, config.n_best, offset))
-        return self._pool.submit(_beam_job, lp, config, offset)
+        return self._pool.beam_async(lp, config.hotwords, config.hotword_weight, config.n_best, offset)
 
     def log_probs(self, audios: Sequence[np.ndarray]) -> list[np.ndarray]:
         """BiLSTM log-probs ``(T', V)`` per 16 kHz array, batched by length."""

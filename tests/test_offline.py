@@ -72,3 +72,35 @@ def test_batched_files_equal_one_by_one(recognizer: Recognizer, tmp_path: Path, 
     assert any(t.results for t in one_by_one)  # the check is not vacuous
     for b, t in zip(batched, one_by_one, strict=True):
         assert [(s["start"], s["end"]) for s in b["segments"]] == [(r.start, r.end) for r in t.results]
+
+
+def test_unguarded_script_can_use_beam_workers(model_paths: tuple[Path, Path], tmp_path: Path) -> None:  # noqa: F811
+    """``offline_batch(jobs=2)`` at a script's top level, with no ``__main__`` guard: the
+    workers must not run the script again (a multiprocessing spawn pool did, and hung)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "app.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from asr import checkpoint\n"
+        "from asr.api import Recognizer\n"
+        "from asr.decoding import Decoder\n"
+        "from asr.streaming import EndpointConfig, SessionConfig\n"
+        f"rec = Recognizer(checkpoint.load_model({str(model_paths[0])!r}), "
+        f"checkpoint.load_model({str(model_paths[1])!r}), Decoder())\n"
+        "audio = [(0.3 * np.random.default_rng(s).standard_normal(16000 * 3)).astype(np.float32) for s in range(3)]\n"
+        "config = SessionConfig(endpoint=EndpointConfig(trailing_silence_ms=90, max_utterance_ms=1500))\n"
+        "def texts(jobs):\n"
+        "    with rec.offline_batch(jobs) as batch:\n"
+        "        return [[r.text for r in rs] for rs in batch.transcribe(audio, config)]\n"
+        "one, two = texts(1), texts(2)\n"
+        "print('segments', sum(map(len, one)), 'same', one == two)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=240, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    words = done.stdout.split()
+    assert words[0] == "segments" and int(words[1]) > 0, done.stdout  # the workers had work
+    assert words[2:] == ["same", "True"], done.stdout
