@@ -459,6 +459,13 @@ def _eval(args: argparse.Namespace) -> int:
         model, args.manifest, limit=args.limit, progress=not args.json, decoder=decoder
     )
     groups = grouped_scores(rows, args.by) if args.by else None
+    if result.utterances == 0:  # WER 0% over nothing would read as a perfect score
+        print(
+            f"asr eval: none of the {result.failed} utterances in {args.manifest} could be decoded "
+            "(the warnings above say why; audio paths are relative to the manifest's folder)",
+            file=sys.stderr,
+        )
+        return 1
     if args.json:
         print(json.dumps({**result.to_dict(), **({"by": {args.by: groups}} if groups else {})}))
     else:

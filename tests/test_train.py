@@ -225,6 +225,12 @@ def test_eval_cli_json(tmp_path: Path, tiny_manifest: Path, capsys) -> None:  # 
     assert result["utterances"] == 12 and result["failed"] == 0
     assert 0 <= result["cer"] and result["rtf"] > 0 and "wer" in result
 
+    # A manifest none of whose audio can be read is an error, not WER 0%.
+    moved = tmp_path / "moved.jsonl"
+    moved.write_text(tiny_manifest.read_text())
+    assert main(["eval", "--manifest", str(moved), "--model", str(best), "--json"]) == 1
+    assert capsys.readouterr().out == ""
+
 
 def test_two_process_ddp(tmp_path: Path, tiny_manifest: Path) -> None:
     out = tmp_path / "ddp"
