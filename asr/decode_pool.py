@@ -349,7 +349,9 @@ class PooledDecoder:
         n_best: int = 1,
         time_offset: float = 0.0,
     ) -> list[Hypothesis]:
-        result: list[Hypothesis] = self.beam_async(log_probs, hotwords, hotword_weight, n_best, time_offset).result()
+        result: list[Hypothesis] = self.beam_async(
+            log_probs, hotwords, hotword_weight, n_best, time_offset
+        ).result()
         return result
 
     def beam_async(

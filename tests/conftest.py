@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +85,15 @@ def write_tiny_manifest(folder: Path, n: int = 12, seed: int = 0) -> Path:
 @pytest.fixture
 def tiny_manifest(tmp_path: Path) -> Path:
     return write_tiny_manifest(tmp_path / "tiny")
+
+
+def run_unguarded_script(folder: Path, source: str) -> list[str]:
+    """Run ``source`` as a script with no ``__main__`` guard (how embedding apps often
+    start); its stdout lines. Fails the test on a non-zero exit, with the script's stderr."""
+    script = folder / "app.py"
+    script.write_text(source)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=240, cwd=folder
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.splitlines()

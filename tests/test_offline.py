@@ -12,6 +12,7 @@ from asr.audio import write_wav
 from asr.offline import speech_segments
 from asr.streaming import EndpointConfig, SessionConfig
 from asr.transcribe import transcribe_files
+from tests.conftest import run_unguarded_script
 from tests.test_api import _noise, model_paths, recognizer  # noqa: F401 - fixtures
 
 
@@ -77,11 +78,8 @@ def test_batched_files_equal_one_by_one(recognizer: Recognizer, tmp_path: Path, 
 def test_unguarded_script_can_use_beam_workers(model_paths: tuple[Path, Path], tmp_path: Path) -> None:  # noqa: F811
     """``offline_batch(jobs=2)`` at a script's top level, with no ``__main__`` guard: the
     workers must not run the script again (a multiprocessing spawn pool did, and hung)."""
-    import subprocess
-    import sys
-
-    script = tmp_path / "app.py"
-    script.write_text(
+    lines = run_unguarded_script(
+        tmp_path,
         "import numpy as np\n"
         "from asr import checkpoint\n"
         "from asr.api import Recognizer\n"
@@ -95,12 +93,8 @@ def test_unguarded_script_can_use_beam_workers(model_paths: tuple[Path, Path], t
         "    with rec.offline_batch(jobs) as batch:\n"
         "        return [[r.text for r in rs] for rs in batch.transcribe(audio, config)]\n"
         "one, two = texts(1), texts(2)\n"
-        "print('segments', sum(map(len, one)), 'same', one == two)\n"
+        "print('segments', sum(map(len, one)), 'same', one == two)\n",
     )
-    done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=240, cwd=tmp_path
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    words = done.stdout.split()
-    assert words[0] == "segments" and int(words[1]) > 0, done.stdout  # the workers had work
-    assert words[2:] == ["same", "True"], done.stdout
+    words = lines[-1].split()
+    assert words[0] == "segments" and int(words[1]) > 0, lines  # the workers had work
+    assert words[2:] == ["same", "True"], lines

@@ -33,7 +33,7 @@ from asr.features import FeatureConfig, Normalizer
 from asr.model import CTCModel
 from asr.text import Vocabulary
 from asr.v1 import asr_pb2, asr_pb2_grpc
-from tests.conftest import tiny_config
+from tests.conftest import run_unguarded_script, tiny_config
 from tests.test_streaming import _blank_biased
 
 Request = asr_pb2.StreamingRecognizeRequest
@@ -505,20 +505,13 @@ def test_unguarded_script_can_start_a_server_with_a_decode_worker(tmp_path: Path
     """The README's embedding lines at a script's top level, with no ``__main__`` guard:
     the decode worker must not run the script again (multiprocessing's spawn did, and the
     second server in the child hung the app)."""
-    import subprocess
-
-    script = tmp_path / "app.py"
-    script.write_text(
+    lines = run_unguarded_script(
+        tmp_path,
         "from asr.server import ServerConfig, start_in_thread\n"
         "running = start_in_thread(ServerConfig(port=0, offline_model=None, decode_workers=1))\n"
         "print('listening', running.port, type(running.handle.service.recognizer.decoder).__name__)\n"
         "running.stop()\n"
-        "print('stopped')\n"
+        "print('stopped')\n",
     )
-    done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=240, cwd=tmp_path
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    lines = done.stdout.splitlines()
     assert lines[0].startswith("listening ") and lines[0].endswith(" PooledDecoder")
     assert lines[-1] == "stopped"
