@@ -31,6 +31,7 @@ import soundfile as sf
 from asr.audio import SAMPLE_RATE, AudioError, load_audio, resample
 from asr.checkpoint import MODELS_DIR, LoadedModel, load_model
 from asr.decoding import Decoder, DecoderOptions
+from asr.fusion import FUSION_FILE, Fusion, load_fusion
 from asr.offline import OfflineBatchRecognizer
 from asr.streaming import Result, SessionConfig, StreamingSession
 
@@ -73,7 +74,14 @@ def load_decoder(lm_dir: str | os.PathLike[str] | None, vocab_labels: list[str] 
 class Recognizer:
     """The streaming model, the optional offline model and the decoder, shared by sessions."""
 
-    def __init__(self, streaming: LoadedModel, offline: LoadedModel | None, decoder: Decoder) -> None:
+    def __init__(
+        self,
+        streaming: LoadedModel,
+        offline: LoadedModel | None,
+        decoder: Decoder,
+        fusion: Fusion | None = None,
+    ) -> None:
+        """``fusion``: how two-pass finals fuse the two models' log-probs (:mod:`asr.fusion`)."""
         if streaming.model.config.bidirectional:
             raise ValueError("expected a unidirectional model as the streaming model")
         if offline is not None and not offline.model.config.bidirectional:
@@ -81,6 +89,7 @@ class Recognizer:
         self.streaming = streaming
         self.offline = offline
         self.decoder = decoder
+        self.fusion = fusion if offline is not None else None
         self._direct: OfflineBatchRecognizer | None = None
 
     def offline_batch(self, jobs: int = 1) -> OfflineBatchRecognizer:
@@ -90,7 +99,15 @@ class Recognizer:
         """
         if self.offline is None:
             raise ValueError("expected an offline model for batched offline recognition; none loaded")
-        return OfflineBatchRecognizer(self.offline.model, self.offline.normalizer, self.decoder, jobs)
+        return OfflineBatchRecognizer(
+            self.offline.model,
+            self.offline.normalizer,
+            self.decoder,
+            jobs,
+            self.streaming.model,
+            self.streaming.normalizer,
+            self.fusion,
+        )
 
     @classmethod
     def load(
@@ -98,9 +115,17 @@ class Recognizer:
         streaming: str | os.PathLike[str] = "streaming",
         offline: str | os.PathLike[str] | None = "offline",
         lm: str | os.PathLike[str] | None = MODELS_DIR / "lm",
+        fusion: str | os.PathLike[str] | None = FUSION_FILE,
     ) -> Recognizer:
-        """Load models by name (``streaming``/``offline``) or checkpoint path."""
-        return cls(load_model(streaming), load_model(offline) if offline else None, load_decoder(lm))
+        """Load models by name (``streaming``/``offline``) or checkpoint path.
+
+        ``fusion``: the tuned two-pass fusion file; it applies only if it was tuned for
+        these two checkpoints (None: two-pass finals from the BiLSTM alone).
+        """
+        stream_model = load_model(streaming)
+        offline_model = load_model(offline) if offline else None
+        tuned = load_fusion(stream_model, offline_model, fusion) if fusion is not None else None
+        return cls(stream_model, offline_model, load_decoder(lm), tuned)
 
     def stream(self, config: SessionConfig = SessionConfig()) -> StreamingSession:
         """A new streaming session (one per stream). Its final's beam search runs as the
@@ -115,6 +140,7 @@ class Recognizer:
             offline_model=self.offline.model if self.offline else None,
             offline_normalizer=self.offline.normalizer if self.offline else None,
             eager_search=True,
+            fusion=self.fusion,
         )
 
     def transcribe(
@@ -128,7 +154,8 @@ class Recognizer:
 
         Args:
             audio: path, or mono float32 samples at ``sample_rate``.
-            mode: ``offline`` (BiLSTM finals), ``two-pass`` (same here) or ``stream``.
+            mode: ``offline`` (BiLSTM finals, fused with the streaming model's output when
+                :attr:`fusion` is set), ``two-pass`` (same here) or ``stream``.
             config: session settings (endpointing, hotwords, n-best); interim results are off.
 
         Raises:

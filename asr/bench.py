@@ -42,6 +42,7 @@ from asr.checkpoint import MODELS_DIR, LoadedModel, load_model
 from asr.decoding import STEP_SECONDS, Decoder, Hypothesis
 from asr.evaluate import GROUPINGS, batch_log_probs, evaluate_manifest, grouped_scores, result_row
 from asr.features import log_mel
+from asr.fusion import load_fusion
 from asr.manifest import read_manifest
 from asr.metrics import error_rates
 from asr.streaming import EndpointConfig, Result, SessionConfig, results_text
@@ -73,6 +74,9 @@ class BenchConfig:
     streaming_model: str = "streaming"
     offline_model: str = "offline"
     lm: str | None = str(MODELS_DIR / "lm")  # None: beam search without LM
+    fusion: bool = (
+        True  # two-pass finals fused with the streaming log-probs (models/fusion.json), if tuned for these
+    )
     threads: tuple[int, ...] = (1, 2)
     chunks_ms: tuple[int, ...] = CHUNKS_MS
     test_utts: int | None = None  # first N test utterances for WER/CER (None: all)
@@ -358,8 +362,9 @@ class _Bench:
         self.offline = load_model(config.offline_model)
         self.lm = load_decoder(config.lm)
         self.greedy = GreedyFinals(self.lm.vocab)
-        self.rec_lm = Recognizer(self.streaming, self.offline, self.lm)
-        self.rec_greedy = Recognizer(self.streaming, self.offline, self.greedy)
+        self.fusion = load_fusion(self.streaming, self.offline) if config.fusion else None
+        self.rec_lm = Recognizer(self.streaming, self.offline, self.lm, self.fusion)
+        self.rec_greedy = Recognizer(self.streaming, self.offline, self.greedy, self.fusion)
         n_test = len(read_manifest(config.test_manifest)[: config.test_utts])
         n_smoke = (
             len(read_manifest(config.smoke_manifest)[: config.smoke_utts]) if config.smoke_manifest else 0
@@ -541,6 +546,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         "offline_model": str(bench.offline.path),
         "lm": str(bench.lm.lm_path) if bench.lm.lm_path else None,
         "lm_options": asdict(bench.lm.options),
+        "two_pass_fusion": asdict(bench.fusion) if bench.fusion else None,
         "endpoint": asdict(config.endpoint),
         "threads": list(config.threads),
         "headline_chunk_ms": HEADLINE_CHUNK_MS,

@@ -14,7 +14,8 @@ Endpointing (per-session :class:`EndpointConfig`): an utterance ends after a run
 blank steps (trailing silence), at the maximum utterance length, or when the caller
 forces it; an initial-silence timeout ends a stream in which nobody speaks. At each
 endpoint the final comes from beam search + LM over the streaming model's log-probs
-(mode ``stream``) or over the BiLSTM's log-probs of the buffered utterance (``two-pass``).
+(mode ``stream``) or over the BiLSTM's log-probs of the buffered utterance (``two-pass``),
+fused with the utterance's streaming log-probs when a tuned :class:`asr.fusion.Fusion` is given.
 Memory per session is bounded by the maximum utterance length.
 """
 
@@ -33,6 +34,7 @@ from asr.audio import SAMPLE_RATE, StreamResampler
 from asr.decoding import STEP_SECONDS, Decoder, Hypothesis, UtteranceSearch
 from asr.evaluate import batch_log_probs
 from asr.features import Normalizer, StreamingFeatureExtractor, log_mel
+from asr.fusion import Fusion
 from asr.model import CTCModel, LSTMState
 
 log = logging.getLogger(__name__)
@@ -118,6 +120,7 @@ class _Utterance:
     start_step: int  # global step index of the first step of this utterance
     search: UtteranceSearch | None = None  # beam search of the streaming log-probs, fed as they come
     frames: list[torch.Tensor] = field(default_factory=list)  # normalised frames (two-pass)
+    log_probs: list[np.ndarray] = field(default_factory=list)  # streaming log-probs (two-pass fusion)
     steps: int = 0
     speech_started: bool = False
     blank_run: int = 0
@@ -138,10 +141,14 @@ class StreamingSession:
         offline_model: CTCModel | None = None,
         offline_normalizer: Normalizer | None = None,
         eager_search: bool = False,
+        fusion: Fusion | None = None,
     ) -> None:
         """``eager_search``: beam-search the streaming log-probs as each chunk arrives, so a
         final only scores the utterance's end (in-process use). A server leaves it off: its
-        event loop must not search, so the search is lazy (or in a decode worker)."""
+        event loop must not search, so the search is lazy (or in a decode worker).
+
+        ``fusion``: two-pass finals search the BiLSTM's log-probs fused with this
+        session's streaming ones (:mod:`asr.fusion`); None: the BiLSTM's alone."""
         if model.config.bidirectional:
             raise ValueError("expected a unidirectional (streaming) model for the session")
         if config.mode == "two-pass" and offline_model is None:
@@ -152,6 +159,7 @@ class StreamingSession:
         self.config = config
         self.offline_model = offline_model
         self.offline_normalizer = offline_normalizer or normalizer
+        self.fusion = fusion if config.mode == "two-pass" else None
         self.stack = model.config.stack
         self.resampler = StreamResampler(config.sample_rate, SAMPLE_RATE)
         self.features = StreamingFeatureExtractor()
@@ -308,6 +316,8 @@ class StreamingSession:
             utt.search.extend(log_probs[a:b])
         if self.config.mode == "two-pass":
             utt.frames.append(frames[a * self.stack : b * self.stack])
+            if self.fusion is not None:
+                utt.log_probs.append(log_probs[a:b])
         utt.steps += b - a
 
     # -------------------------------------------------------------- results
@@ -357,6 +367,8 @@ class StreamingSession:
             if self.offline_normalizer is not self.normalizer:
                 frames = self.offline_normalizer(frames * self.normalizer.std + self.normalizer.mean)
             lp = batch_log_probs(self.offline_model, [frames])[0].numpy()
+            if self.fusion is not None:
+                lp = self.fusion(lp, np.concatenate(utt.log_probs))
             return self.decoder.beam(
                 lp, self.config.hotwords, self.config.hotword_weight, self.config.n_best, offset
             )

@@ -41,6 +41,7 @@ from grpc_reflection.v1alpha import reflection
 from asr.api import Recognizer
 from asr.checkpoint import MODELS_DIR
 from asr.decode_pool import PooledDecoder
+from asr.fusion import FUSION_FILE
 from asr.model import quantize_int8
 from asr.v1 import asr_pb2, asr_pb2_grpc
 
@@ -100,6 +101,10 @@ class ServerConfig:
     # Process-wide: objects that exist then are never collected, so an app that embeds
     # the server and builds much cyclic garbage before it may want False.
     gc_freeze: bool = True
+    # Two-pass finals search the BiLSTM's log-probs fused with the streaming model's
+    # (asr.fusion), when models/fusion.json was tuned for the loaded checkpoints.
+    # False: the BiLSTM's alone.
+    fusion: bool = True
 
 
 def decode_workers(config: ServerConfig) -> int:
@@ -131,7 +136,7 @@ def _serving_recognizer(config: ServerConfig, recognizer: Recognizer) -> Recogni
     decoder = recognizer.decoder.with_options(**changes) if changes else recognizer.decoder
     if workers:
         decoder = PooledDecoder(decoder, workers)  # type: ignore[assignment]
-    return Recognizer(streaming, recognizer.offline, decoder)
+    return Recognizer(streaming, recognizer.offline, decoder, recognizer.fusion)
 
 
 @dataclass
@@ -162,7 +167,9 @@ def build_server(config: ServerConfig, recognizer: Recognizer | None = None) -> 
     if config.gil_switch_ms is not None and not 0.05 <= config.gil_switch_ms <= 100:
         raise ValueError(f"expected gil_switch_ms in 0.05..100 (or None), got {config.gil_switch_ms}")
     torch.set_num_threads(config.threads or 1)
-    recognizer = recognizer or Recognizer.load(config.streaming_model, config.offline_model, config.lm)
+    recognizer = recognizer or Recognizer.load(
+        config.streaming_model, config.offline_model, config.lm, FUSION_FILE if config.fusion else None
+    )
     recognizer = _serving_recognizer(config, recognizer)
     # Warm up (mel filterbank, decoder, first LSTM calls) so the first stream is not slow.
     recognizer.transcribe(np.zeros(16000, np.float32), mode="two-pass" if recognizer.offline else "stream")
