@@ -546,7 +546,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         "offline_model": str(bench.offline.path),
         "lm": str(bench.lm.lm_path) if bench.lm.lm_path else None,
         "lm_options": asdict(bench.lm.options),
-        "two_pass_fusion": asdict(bench.fusion) if bench.fusion else None,
+        "two_pass_fusion": bench.fusion.to_json() if bench.fusion else None,
         "endpoint": asdict(config.endpoint),
         "threads": list(config.threads),
         "headline_chunk_ms": HEADLINE_CHUNK_MS,

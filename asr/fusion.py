@@ -8,11 +8,25 @@ err differently, so the final searches their weighted mean instead of the BiLSTM
     fused[t] = (1 - weight) * bilstm[t] + weight * unilstm[t + shift]
 
 A uni-LSTM sees no future, so it learns to emit each character a few steps after the
-BiLSTM does (about 4 steps, 120 ms, for the shipped pair): ``shift`` moves its output back
-into line. Without it the mean hurts; with the wrong shift it hurts too, so both numbers
-are tuned together on dev (``asr fusion tune``) and stored with the two checkpoints'
-hashes in ``models/fusion.json``. A recogniser whose checkpoints differ from those
-ignores the file and decodes two-pass finals with the BiLSTM alone.
+BiLSTM does: ``shift`` moves its output back into line. Without it the mean hurts, and
+with the wrong shift it hurts too. The delay is not one number: for the shipped pair it is
+4 steps (120 ms) on most dev utterances and 5 on many others, and on held-out voices
+more often 5 (half of flite rms's test utterances). So by default (``shift=None``) each
+utterance gets its own: the lag, within ``MAX_SHIFT`` steps, at which the two models'
+non-blank probabilities line up best. Session 23 measured both on the dev split and on
+held-out sets (test, the Pico voice, the real-speech smoke clips): a fixed shift of 4, the
+best on dev, gained 1.2 WER points there but lost CER on every held-out set; the
+per-utterance shift lowered WER on all of them, by less than on dev (README, "Two-pass
+fusion").
+
+Offline mode (``asr transcribe``, ``Recognize`` with model ``offline``) keeps the BiLSTM
+alone for files of up to a minute: fusing there needs a uni-LSTM pass of its own, which
+cost 1.6x the time for 0.2 WER points on the test split. Longer files go through two-pass
+sessions, so they are fused.
+
+``asr fusion tune`` tunes the weight (and a fixed shift, if asked) on dev and stores it
+with the two checkpoints' hashes in ``models/fusion.json``. A recogniser whose
+checkpoints differ from those ignores the file and decodes with the BiLSTM alone.
 """
 
 from __future__ import annotations
@@ -22,7 +36,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,20 +47,38 @@ from asr.checkpoint import MODELS_DIR, LoadedModel
 log = logging.getLogger(__name__)
 
 FUSION_FILE = MODELS_DIR / "fusion.json"
+MAX_SHIFT = 10  # the longest lag an automatic shift considers (300 ms)
+
+
+def best_lag(offline: np.ndarray, streaming: np.ndarray, max_shift: int = MAX_SHIFT) -> int:
+    """The lag ``s`` in ``0..max_shift`` maximising ``sum_t P_uni(speech, t + s) * P_bi(speech, t)``.
+
+    Speech is the non-blank probability, ``1 - P(blank)`` (blank is label 0).
+    """
+    if len(offline) < 2:
+        return 0
+    bi = -np.expm1(offline[:, 0].astype(np.float64))
+    uni = -np.expm1(streaming[:, 0].astype(np.float64))
+    lags = range(min(max_shift, len(bi) - 1) + 1)
+    return int(np.argmax([np.dot(uni[s:], bi[: len(bi) - s]) for s in lags]))
 
 
 @dataclass(frozen=True)
 class Fusion:
-    """``weight``: the uni-LSTM's share (0..1); ``shift``: steps its output is moved back."""
+    """``weight``: the uni-LSTM's share (0..1); ``shift``: steps its output is moved back
+    (None: each utterance's own, :func:`best_lag`)."""
 
     weight: float
-    shift: int
+    shift: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.weight < 1.0:
             raise ValueError(f"expected 0 <= weight < 1, got {self.weight}")
-        if self.shift < 0:
+        if self.shift is not None and self.shift < 0:
             raise ValueError(f"expected shift >= 0, got {self.shift}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"weight": self.weight, "shift": "auto" if self.shift is None else self.shift}
 
     def __call__(self, offline: np.ndarray, streaming: np.ndarray) -> np.ndarray:
         """Fused ``(T, V)`` log-scores for an utterance's two ``(T, V)`` log-prob arrays.
@@ -58,10 +90,11 @@ class Fusion:
             raise ValueError(f"expected log-probs of one shape, got {offline.shape} and {streaming.shape}")
         if self.weight == 0.0 or len(offline) == 0:
             return offline
+        shift = best_lag(offline, streaming) if self.shift is None else self.shift
         shifted = streaming
-        if self.shift:
-            tail = np.repeat(streaming[-1:], min(self.shift, len(streaming)), axis=0)
-            shifted = np.concatenate([streaming[self.shift :], tail])[: len(streaming)]
+        if shift:
+            tail = np.repeat(streaming[-1:], min(shift, len(streaming)), axis=0)
+            shifted = np.concatenate([streaming[shift:], tail])[: len(streaming)]
         fused: np.ndarray = (1.0 - self.weight) * offline + self.weight * shifted
         return fused.astype(np.float32, copy=False)
 
@@ -94,7 +127,19 @@ def load_fusion(
             offline.path,
         )
         return None
-    return Fusion(float(meta["weight"]), int(meta["shift"]))
+    return Fusion(float(meta["weight"]), _shift_from_json(meta.get("shift", "auto")))
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it (for a committed file)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _shift_from_json(value: Any) -> int | None:
+    return None if value in (None, "auto") else int(value)
 
 
 # ------------------------------------------------------------------ tuning
@@ -103,7 +148,7 @@ def tune(
     refs: Sequence[str],
     decode: Callable[[np.ndarray], str],
     weights: Sequence[float],
-    shifts: Sequence[int],
+    shifts: Sequence[int | None],
     score: Callable[[Sequence[str], Sequence[str]], float],
     progress: str | None = None,
 ) -> tuple[Fusion, list[dict[str, Any]]]:
@@ -121,7 +166,7 @@ def tune(
     for fusion in tqdm(candidates, desc=progress, disable=progress is None):
         hyps = [decode(fusion(b, u)) for b, u in pairs]
         value = score(refs, hyps)
-        grid.append({**asdict(fusion), "score": round(value, 5)})
+        grid.append({**fusion.to_json(), "score": round(value, 5)})
         if best is None or value < best[0] - 1e-12:
             best = (value, fusion)
     assert best is not None
@@ -178,14 +223,15 @@ def tune_on_manifest(
     manifest: str | os.PathLike[str],
     limit: int | None = None,
     weights: Sequence[float] = (0.1, 0.2, 0.3, 0.4),
-    shifts: Sequence[int] = tuple(range(9)),
+    shifts: Sequence[int | None] = (None,),
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Tune (weight, shift) on a dev manifest: what ``models/fusion.json`` holds.
+    """Tune the weight (and shift) on a dev manifest: what ``models/fusion.json`` holds.
 
-    Two stages, as beam search is slow: the shift by greedy WER over ``shifts`` ×
-    ``weights``; then the weight by WER of ``decoder`` (beam + LM) at that shift and its
-    two neighbours. Weight 0 (the BiLSTM alone) is in both grids.
+    ``shifts``: None is the per-utterance shift. With fixed shifts among them, the shift
+    is chosen first by greedy WER over ``shifts`` x ``weights`` (beam search is slow),
+    then the weight by WER of ``decoder`` (beam + LM) at that shift and, for a fixed one,
+    its two neighbours. Weight 0 (the BiLSTM alone) is in every grid.
     """
     from asr.metrics import error_rates
     from asr.text import greedy_decode
@@ -198,10 +244,14 @@ def tune_on_manifest(
     def wer(r: Sequence[str], h: Sequence[str]) -> float:
         return error_rates(zip(r, h, strict=True)).wer
 
-    greedy_best, greedy_grid = tune(
-        pairs, refs, greedy_decode, weights, shifts, wer, "greedy grid" if progress else None
-    )
-    near = sorted({s for s in (greedy_best.shift - 1, greedy_best.shift, greedy_best.shift + 1) if s >= 0})
+    greedy_grid: list[dict[str, Any]] = []
+    near: list[int | None] = [None]
+    if any(s is not None for s in shifts):
+        greedy_best, greedy_grid = tune(
+            pairs, refs, greedy_decode, weights, shifts, wer, "greedy grid" if progress else None
+        )
+        if greedy_best.shift is not None:
+            near = [s for s in range(greedy_best.shift - 1, greedy_best.shift + 2) if s >= 0]
     beam_best, beam_grid = tune(
         pairs,
         refs,
@@ -211,15 +261,14 @@ def tune_on_manifest(
         wer,
         "beam grid" if progress else None,
     )
-    baseline = beam_grid[0]["score"]
     return {
-        **asdict(beam_best),
-        "streaming": str(streaming.path),
-        "offline": str(offline.path),
+        **beam_best.to_json(),
+        "streaming": _shown(streaming.path),
+        "offline": _shown(offline.path),
         "streaming_sha256": file_sha256(streaming.path),
         "offline_sha256": file_sha256(offline.path),
         "tuned_on": {"manifest": str(manifest), "utterances": len(refs)},
-        "dev_wer": {"bilstm_alone": baseline, "fused": min(g["score"] for g in beam_grid)},
+        "dev_wer": {"bilstm_alone": beam_grid[0]["score"], "fused": min(g["score"] for g in beam_grid)},
         "greedy_grid": greedy_grid,
         "beam_grid": beam_grid,
     }

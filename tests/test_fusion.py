@@ -18,7 +18,7 @@ from asr.api import Recognizer
 from asr.cli import main
 from asr.decoding import Decoder, Hypothesis
 from asr.evaluate import batch_log_probs
-from asr.fusion import Fusion, file_sha256, load_fusion, tune
+from asr.fusion import Fusion, best_lag, file_sha256, load_fusion, tune
 from asr.metrics import error_rates
 from asr.streaming import EndpointConfig, SessionConfig
 from asr.text import Vocabulary, greedy_decode
@@ -39,6 +39,19 @@ def test_shift_moves_the_streaming_output_back_and_repeats_its_last_step() -> No
     assert Fusion(0.5, 9)(offline, streaming)[:, 0].tolist() == [2.5] * 6  # all past the end
     np.testing.assert_array_equal(Fusion(0.0, 3)(offline, streaming), offline)  # weight 0: the BiLSTM alone
     assert Fusion(0.3, 1)(offline[:0], streaming[:0]).shape == (0, 3)
+
+
+def test_automatic_shift_finds_each_utterances_lag() -> None:
+    """A uni-LSTM output that is the BiLSTM's delayed by 0..6 steps: the per-utterance
+    shift undoes each delay, and the fused result equals the fixed shift's."""
+    rng = np.random.default_rng(1)
+    for delay in range(7):
+        labels = rng.choice([0, 0, 0, 3, 7, 12], size=60).tolist()
+        offline = _one_hot_path(labels, floor=-4.0)
+        streaming = _one_hot_path([0] * delay + labels[: 60 - delay], floor=-4.0)
+        assert best_lag(offline, streaming) == delay
+        np.testing.assert_array_equal(Fusion(0.3)(offline, streaming), Fusion(0.3, delay)(offline, streaming))
+    assert best_lag(np.zeros((1, 5)), np.zeros((1, 5))) == 0  # too short to compare
 
 
 def test_fusion_refuses_bad_values_and_shapes() -> None:
@@ -75,11 +88,13 @@ def test_tuning_finds_the_delay_of_a_late_but_right_model() -> None:
     def wer(r: Any, h: Any) -> float:
         return error_rates(zip(r, h, strict=True)).wer
 
-    best, grid = tune(pairs, refs, greedy_decode, [0.2, 0.4], range(6), wer)
+    best, grid = tune(pairs, refs, greedy_decode, [0.2, 0.4], [*range(6), None], wer)
     assert grid[0] == {"weight": 0.0, "shift": 0, "score": pytest.approx(grid[0]["score"])}
     assert grid[0]["score"] > 0.3  # the BiLSTM alone is wrong ...
     assert best.shift == 3 and best.weight > 0
     assert min(g["score"] for g in grid) == 0.0  # ... and the fused search right
+    auto = [g["score"] for g in grid if g["shift"] == "auto"]  # the lag found per utterance
+    assert len(auto) == 2 and max(auto) < grid[0]["score"] / 3
 
 
 @pytest.fixture(scope="module")
@@ -177,17 +192,20 @@ def test_fusion_tune_cli_writes_a_file_that_loads(tiny_paths: tuple[Path, Path],
         str(tiny_paths[0]),
         "--offline-model",
         str(tiny_paths[1]),
-        "--shifts",
-        "0,2,4",
     ]
-    assert main([*args, "--weights", "0.2,0.5", "--quiet"]) == 0
+    assert main([*args, "--shifts", "0,2,auto", "--weights", "0.2,0.5", "--quiet"]) == 0
     meta = json.loads(out.read_text())
     assert meta["tuned_on"]["utterances"] == 6
     assert {(g["weight"], g["shift"]) for g in meta["greedy_grid"]} == {(0.0, 0)} | {
-        (w, s) for w in (0.2, 0.5) for s in (0, 2, 4)
+        (w, s) for w in (0.2, 0.5) for s in (0, 2, "auto")
     }
     assert (
         meta["beam_grid"][0]["weight"] == 0.0 and meta["dev_wer"]["fused"] <= meta["dev_wer"]["bilstm_alone"]
     )
     streaming, offline = (checkpoint.load_model(p) for p in tiny_paths)
-    assert load_fusion(streaming, offline, out) == Fusion(meta["weight"], meta["shift"])
+    shift = None if meta["shift"] == "auto" else meta["shift"]
+    assert load_fusion(streaming, offline, out) == Fusion(meta["weight"], shift)
+    # The default: the per-utterance shift only, no greedy stage.
+    assert main([*args, "--weights", "0.2", "--quiet"]) == 0
+    meta = json.loads(out.read_text())
+    assert meta["greedy_grid"] == [] and {g["shift"] for g in meta["beam_grid"]} == {0, "auto"}

@@ -61,3 +61,10 @@ def test_two_sentences_give_two_finals_with_monotonic_times(
     assert starts == sorted(starts) and all(0.0 <= w.start <= w.end <= duration + 1e-6 for w in words)
     assert all(w.end <= gap_end for w in first.alternatives[0].words)
     assert all(w.start >= gap_start for w in second.alternatives[0].words)
+
+
+def test_shipped_fusion_was_tuned_for_the_shipped_checkpoints(recognizer: Recognizer) -> None:
+    """models/fusion.json names the shipped pair's hashes: shipping a model without
+    re-running `asr fusion tune` would silently drop the fusion from two-pass finals."""
+    assert (MODELS_DIR / "fusion.json").is_file()
+    assert recognizer.fusion is not None and 0 < recognizer.fusion.weight < 1
