@@ -1072,6 +1072,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
+    except (ValueError, OSError, RuntimeError) as e:  # bad input or setup: one line, not a traceback
+        if args.verbose:
+            raise
+        action = getattr(args, f"{args.command}_command", None)
+        name = f"{args.command} {action}" if isinstance(action, str) else args.command
+        print(f"asr {name}: error: {e} (-v for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

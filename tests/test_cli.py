@@ -85,3 +85,14 @@ def test_eval_breaks_errors_down_by_voice_and_condition(
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["voice", "utts", "words", "WER", "CER"]
     assert "flite:awb" in out and "6 utterances (0 failed)" in out
+
+
+def test_bad_input_is_one_line_and_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A missing manifest is a user error: one line naming the command, no traceback."""
+    assert main(["eval", "--manifest", str(tmp_path / "none.jsonl")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("asr eval: error: expected a manifest file") and "Traceback" not in err
+    assert main(["fusion", "tune", "--manifest", str(tmp_path / "none.jsonl"), "--lm", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.startswith("asr fusion tune: error: expected a manifest file")
+    with pytest.raises(ValueError, match="expected a manifest file"):  # -v: the traceback
+        main(["-v", "eval", "--manifest", str(tmp_path / "none.jsonl")])
