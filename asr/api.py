@@ -99,7 +99,15 @@ class Recognizer:
         """
         if self.offline is None:
             raise ValueError("expected an offline model for batched offline recognition; none loaded")
-        return OfflineBatchRecognizer(self.offline.model, self.offline.normalizer, self.decoder, jobs)
+        return OfflineBatchRecognizer(
+            self.offline.model,
+            self.offline.normalizer,
+            self.decoder,
+            jobs,
+            self.streaming.model,
+            self.streaming.normalizer,
+            self.fusion,
+        )
 
     @classmethod
     def load(
@@ -146,8 +154,8 @@ class Recognizer:
 
         Args:
             audio: path, or mono float32 samples at ``sample_rate``.
-            mode: ``offline`` (BiLSTM finals; a file over a minute goes through a two-pass
-                session), ``two-pass`` (same here) or ``stream``.
+            mode: ``offline`` (BiLSTM finals, fused with the streaming model's output when
+                :attr:`fusion` is set), ``two-pass`` (same here) or ``stream``.
             config: session settings (endpointing, hotwords, n-best); interim results are off.
 
         Raises:

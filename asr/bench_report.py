@@ -171,6 +171,10 @@ def markdown(report: dict[str, Any]) -> str:
         "`asr eval --model streaming|offline [--decoder beam]` prints: whole utterance through the model, "
         "then best path (greedy) or beam search + KenLM (LM). For the uni-LSTM the whole-utterance log-probs "
         "equal the chunked ones, so this is also what its finals would be without endpointing.",
+        "* **Fusion** (the report's `meta.fusion`, from `models/fusion.json`; `asr bench --no-fusion` turns "
+        "it off): two-pass finals and offline mode search the BiLSTM's log-probs fused with the uni-LSTM's "
+        "(`asr/fusion.py`). The offline rows then come from `OfflineBatchRecognizer` (what `asr transcribe` "
+        "runs: whole file, segmented at blank runs, fused) instead of `evaluate_manifest`.",
         "* **two-pass WER, CER**: each utterance goes through a `StreamingSession` in two-pass mode: the "
         "uni-LSTM endpoints it (a run of blank steps), and each endpointed piece is decoded by the BiLSTM "
         "(greedy: best path; LM: beam + KenLM). Pieces are joined; an utterance cut by a pause inside it is "

@@ -32,6 +32,7 @@ from asr.decode_pool import PooledDecoder
 from asr.decoding import STEP_SECONDS, Decoder, Hypothesis
 from asr.evaluate import batch_log_probs
 from asr.features import Normalizer, log_mel
+from asr.fusion import Fusion
 from asr.model import CTCModel
 from asr.streaming import EventType, Result, SessionConfig
 
@@ -90,12 +91,18 @@ class OfflineBatchRecognizer:
         model, normalizer: the offline (bidirectional) model and its normaliser.
         decoder: beam search + LM.
         jobs: beam-search worker processes (1: decode in this process).
+        streaming, streaming_normalizer, fusion: with all three, each file's BiLSTM
+            log-probs are fused with the streaming model's whole-file ones
+            (:mod:`asr.fusion`), as two-pass finals are; the segments come from the fused ones.
     """
 
     model: CTCModel
     normalizer: Normalizer
     decoder: Decoder
     jobs: int = 1
+    streaming: CTCModel | None = None
+    streaming_normalizer: Normalizer | None = None
+    fusion: Fusion | None = None
 
     def __post_init__(self) -> None:
         self._pool: PooledDecoder | None = None
@@ -119,28 +126,36 @@ class OfflineBatchRecognizer:
         return self._pool.beam_async(lp, config.hotwords, config.hotword_weight, config.n_best, offset)
 
     def log_probs(self, audios: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """BiLSTM log-probs ``(T', V)`` per 16 kHz array, batched by length."""
-        feats = [self.normalizer(log_mel(a)) for a in audios]
-        out: list[np.ndarray] = [np.zeros((0, self.model.config.vocab_size), np.float32)] * len(feats)
-        order = sorted(range(len(feats)), key=lambda i: len(feats[i]))
+        """BiLSTM log-probs ``(T', V)`` per 16 kHz array (fused, with a fusion), batched by length."""
+        mels = [log_mel(a) for a in audios]
+        out: list[np.ndarray] = [np.zeros((0, self.model.config.vocab_size), np.float32)] * len(mels)
+        order = sorted(range(len(mels)), key=lambda i: len(mels[i]))
         batch: list[int] = []
 
         def run() -> None:
-            usable = [i for i in batch if len(feats[i]) >= self.model.config.stack]
+            usable = [i for i in batch if len(mels[i]) >= self.model.config.stack]
             if usable:
                 with torch.inference_mode():
-                    lps = batch_log_probs(self.model, [feats[i] for i in usable])
+                    lps = batch_log_probs(self.model, [self.normalizer(mels[i]) for i in usable])
+                    lps = self._fuse(lps, [mels[i] for i in usable])
                 for i, lp in zip(usable, lps, strict=True):
                     out[i] = lp.numpy()
             batch.clear()
 
         for i in order:
-            if batch and (len(batch) + 1) * len(feats[i]) > BATCH_FRAMES:
+            if batch and (len(batch) + 1) * len(mels[i]) > BATCH_FRAMES:
                 run()
             batch.append(i)
         if batch:
             run()
         return out
+
+    def _fuse(self, lps: list[torch.Tensor], mels: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The BiLSTM's log-probs fused with the streaming model's, when both are set up."""
+        if self.fusion is None or self.streaming is None or self.streaming_normalizer is None:
+            return lps
+        unis = batch_log_probs(self.streaming, [self.streaming_normalizer(m) for m in mels])
+        return [torch.from_numpy(self.fusion(b.numpy(), u.numpy())) for b, u in zip(lps, unis, strict=True)]
 
     def submit(self, audios: Sequence[np.ndarray], config: SessionConfig = SessionConfig()) -> list[Any]:
         """Run the model now and queue the beam searches; :meth:`collect` gives the finals.

@@ -34,6 +34,10 @@ LABELS = {
     "pocketsphinx": "PocketSphinx en-us (peer)",
 }
 PEER_LABEL = LABELS["pocketsphinx"]
+FUSED_LABELS = {  # when the report's meta has a fusion (asr/fusion.py)
+    "two-pass": "two-pass (uni partials, BiLSTM + uni fused finals)",
+    "offline": "offline (BiLSTM + uni fused, whole file)",
+}
 
 
 def _pct(d: dict | None, key: str = "wer") -> str:
@@ -51,6 +55,7 @@ def _ms(d: dict | None) -> str:
 def rows(report: dict) -> list[str]:
     """One README row per mode of the report, in the report's order."""
     out = []
+    labels = {**LABELS, **(FUSED_LABELS if report.get("meta", {}).get("fusion") else {})}
     for mode, m in report["modes"].items():
         peer = mode == "pocketsphinx"
         greedy = m["test"].get("greedy")
@@ -61,7 +66,7 @@ def rows(report: dict) -> list[str]:
             "| "
             + " | ".join(
                 [
-                    LABELS.get(mode, mode),
+                    labels.get(mode, mode),
                     "—" if peer or not greedy else _pair(greedy),
                     _pair(lm) + (" †" if peer else ""),
                     _pct((m.get("smoke") or {}).get("lm")),

@@ -209,3 +209,21 @@ def test_fusion_tune_cli_writes_a_file_that_loads(tiny_paths: tuple[Path, Path],
     assert main([*args, "--weights", "0.2", "--quiet"]) == 0
     meta = json.loads(out.read_text())
     assert meta["greedy_grid"] == [] and {g["shift"] for g in meta["beam_grid"]} == {0, "auto"}
+
+
+def test_offline_batch_fuses_each_whole_file(tiny_paths: tuple[Path, Path]) -> None:
+    """Offline mode: each file's BiLSTM log-probs fused with the uni-LSTM's over the same
+    file, batched across files of different lengths."""
+    from asr.features import log_mel
+
+    streaming, offline = (checkpoint.load_model(p) for p in tiny_paths)
+    rng = np.random.default_rng(8)
+    audios = [(0.3 * rng.standard_normal(int(16000 * s))).astype(np.float32) for s in (0.7, 2.0, 1.3)]
+    fusion = Fusion(0.4, 2)
+    fused = Recognizer(streaming, offline, Decoder(), fusion).offline_batch().log_probs(audios)
+    alone = Recognizer(streaming, offline, Decoder()).offline_batch().log_probs(audios)
+    for audio, got, bilstm in zip(audios, fused, alone, strict=True):
+        mel = log_mel(audio)
+        uni = batch_log_probs(streaming.model, [streaming.normalizer(mel)])[0].numpy()
+        np.testing.assert_allclose(got, fusion(bilstm, uni), atol=1e-4)
+        assert not np.allclose(got, bilstm, atol=1e-3)  # the fusion did something
