@@ -596,7 +596,8 @@ def _add_transcribe(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--no-fusion",
         action="store_true",
-        help="two-pass finals from the BiLSTM alone, not fused with the streaming model (models/fusion.json)",
+        help="two-pass and offline finals from the BiLSTM alone, not fused with the streaming model "
+        "(models/fusion.json)",
     )
     p.add_argument("--hotword", action="append", default=[], help="boost this word/phrase (repeatable)")
     p.add_argument("--hotword-weight", type=float, default=None, help="hotword boost (default 10)")
@@ -875,8 +876,8 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--fusion",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="two-pass finals search the BiLSTM's log-probs fused with the streaming model's, when "
-        "models/fusion.json was tuned for the loaded checkpoints (`asr fusion tune`); --no-fusion: "
+        help="two-pass and offline finals search the BiLSTM's log-probs fused with the streaming model's, "
+        "when models/fusion.json was tuned for the loaded checkpoints (`asr fusion tune`); --no-fusion: "
         "the BiLSTM's alone",
     )
     p.add_argument(
@@ -1007,7 +1008,8 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--no-fusion",
         action="store_true",
-        help="two-pass finals from the BiLSTM alone, not fused with the streaming model (models/fusion.json)",
+        help="two-pass and offline finals from the BiLSTM alone, not fused with the streaming model "
+        "(models/fusion.json)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_bench)

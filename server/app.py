@@ -101,7 +101,7 @@ class ServerConfig:
     # Process-wide: objects that exist then are never collected, so an app that embeds
     # the server and builds much cyclic garbage before it may want False.
     gc_freeze: bool = True
-    # Two-pass finals search the BiLSTM's log-probs fused with the streaming model's
+    # Two-pass and offline finals search the BiLSTM's log-probs fused with the streaming model's
     # (asr.fusion), when models/fusion.json was tuned for the loaded checkpoints.
     # False: the BiLSTM's alone.
     fusion: bool = True
