@@ -432,6 +432,52 @@ def _add_average(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.set_defaults(func=_average)
 
 
+def _widen(args: argparse.Namespace) -> int:
+    from asr import checkpoint
+    from asr.widen import widen_model
+
+    loaded = checkpoint.load_model(args.checkpoint)
+    wide = widen_model(loaded.model, args.hidden, seed=args.seed)
+    training = dict(loaded.meta["training"])
+    training["widened_from"] = {
+        "path": str(args.checkpoint),
+        "hidden": loaded.model.config.hidden,
+        "steps": training.get("steps"),
+    }
+    out = checkpoint.make_checkpoint(
+        wide, loaded.vocab, loaded.features, loaded.normalizer, training, dict(loaded.meta["metrics"])
+    )
+    checkpoint.save(out, args.out)
+    before = sum(p.numel() for p in loaded.model.parameters())
+    after = sum(p.numel() for p in wide.parameters())
+    print(
+        f"widened {args.checkpoint}: hidden {loaded.model.config.hidden} -> {args.hidden}, "
+        f"{before / 1e6:.2f} M -> {after / 1e6:.2f} M parameters -> {args.out}"
+    )
+    return 0
+
+
+def _add_widen(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "widen",
+        help="grow a trained model's LSTM layers without changing what it computes",
+        description=(
+            "Function-preserving widening (Net2Net-style): every LSTM layer gets HIDDEN units per "
+            "direction. The trained units keep their weights; the new units start with random inputs "
+            "and zero outgoing weights, so the wider model gives the same outputs until training "
+            "continues it: asr train --kind KIND --hidden HIDDEN --init-from OUT ..."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("checkpoint", metavar="CKPT", help="a trained checkpoint (e.g. models/offline/model.pt)")
+    p.add_argument(
+        "--hidden", type=int, required=True, help="new LSTM units per direction (above the current)"
+    )
+    p.add_argument("--out", required=True, help="where to write the widened checkpoint")
+    p.add_argument("--seed", type=int, default=0, help="seed of the new units' random input weights")
+    p.set_defaults(func=_widen)
+
+
 def _eval(args: argparse.Namespace) -> int:
     import json
 
@@ -1050,6 +1096,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_eval(sub)
     _add_average(sub)
+    _add_widen(sub)
     _add_lm(sub)
     _add_fusion(sub)
     _add_transcribe(sub)
