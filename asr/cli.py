@@ -437,11 +437,13 @@ def _widen(args: argparse.Namespace) -> int:
     from asr.widen import widen_model
 
     loaded = checkpoint.load_model(args.checkpoint)
-    wide = widen_model(loaded.model, args.hidden, seed=args.seed)
+    wide = widen_model(loaded.model, args.hidden, seed=args.seed, method=args.method, noise=args.noise)
     training = dict(loaded.meta["training"])
     training["widened_from"] = {
         "path": str(args.checkpoint),
         "hidden": loaded.model.config.hidden,
+        "method": args.method,
+        "noise": args.noise,
         "steps": training.get("steps"),
     }
     out = checkpoint.make_checkpoint(
@@ -462,9 +464,8 @@ def _add_widen(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "widen",
         help="grow a trained model's LSTM layers without changing what it computes",
         description=(
-            "Function-preserving widening (Net2Net-style): every LSTM layer gets HIDDEN units per "
-            "direction. The trained units keep their weights; the new units start with random inputs "
-            "and zero outgoing weights, so the wider model gives the same outputs until training "
+            "Function-preserving widening (Net2Net's wider step): every LSTM layer gets HIDDEN units per "
+            "direction, and the wider model gives the same outputs as the trained one until training "
             "continues it: asr train --kind KIND --hidden HIDDEN --init-from OUT ..."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -474,7 +475,23 @@ def _add_widen(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--hidden", type=int, required=True, help="new LSTM units per direction (above the current)"
     )
     p.add_argument("--out", required=True, help="where to write the widened checkpoint")
-    p.add_argument("--seed", type=int, default=0, help="seed of the new units' random input weights")
+    p.add_argument(
+        "--method",
+        choices=("split", "zero"),
+        default="split",
+        help="split: new units copy trained ones and share their outgoing weights (used at once); "
+        "zero: new units start random with zero outgoing weights (exact, but slow to be used)",
+    )
+    p.add_argument(
+        "--noise",
+        type=float,
+        default=0.0,
+        help="split only: noise on the copies' input weights, relative to each matrix's std "
+        "(breaks their symmetry; the outputs then match only approximately)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the choice of units to copy and of random weights"
+    )
     p.set_defaults(func=_widen)
 
 

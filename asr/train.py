@@ -479,11 +479,28 @@ class Trainer:
         self.save_resume()
 
     def _stop_requested(self) -> bool:
-        """SIGTERM, or a file named STOP in the run folder (checked every log_every steps)."""
-        if self._sigterm:
-            return True
-        if self.step % self.config.log_every == 0 and (self.out / "STOP").exists():
-            (self.out / "STOP").unlink(missing_ok=True)
+        """SIGTERM, or a file named STOP in the run folder (checked every log_every steps).
+
+        With several processes the decision is collective, taken every log_every steps:
+        each rank's request is max-reduced, so all ranks leave the loop at the same step
+        (one rank stopping alone would leave the others waiting in the gradient all-reduce
+        for ever), and rank 0 removes the STOP file only after every rank has looked for it.
+        """
+        stop_file = self.out / "STOP"
+        if self.world == 1:
+            if self._sigterm:
+                return True
+            if self.step % self.config.log_every == 0 and stop_file.exists():
+                stop_file.unlink(missing_ok=True)
+                return True
+            return False
+        if self.step % self.config.log_every != 0:
+            return False
+        flag = torch.tensor([1.0 if self._sigterm or stop_file.exists() else 0.0])
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() > 0:
+            if self.rank == 0:
+                stop_file.unlink(missing_ok=True)
             return True
         return False
 

@@ -249,6 +249,27 @@ def test_two_process_ddp(tmp_path: Path, tiny_manifest: Path) -> None:
     assert loaded.meta["training"]["steps"] == 3
 
 
+def test_two_process_ddp_stops_together_on_the_stop_file(tmp_path: Path, tiny_manifest: Path) -> None:
+    """A STOP file stops every rank at the same step (before, the rank that saw it first
+    removed it, and the other waited in the gradient all-reduce for ever)."""
+    out = tmp_path / "ddp"
+    out.mkdir()
+    (out / "STOP").touch()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "asr.cli", "train", "--train", str(tiny_manifest), "--out", str(out),
+        "--steps", "40", "--hidden", "16", "--layers", "1", "--proj-dim", "16", "--batch-frames", "400",
+        "--warmup", "1", "--threads", "1", "--feature-jobs", "1", "--cache-dir", str(tmp_path / "feats"),
+        "--log-every", "2",
+    ]  # fmt: skip
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["step"] == 2
+    assert not (out / "STOP").exists()
+
+
 def test_train_on_librispeech_folder(tmp_path: Path, tiny_manifest: Path) -> None:
     """A LibriSpeech-style folder (*.trans.txt + flac) trains like a manifest."""
     import soundfile as sf

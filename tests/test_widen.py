@@ -16,11 +16,12 @@ from tests.conftest import tiny_config
 from tests.test_train import _config
 
 
+@pytest.mark.parametrize("method", ["split", "zero"])
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_widened_model_computes_the_same_log_probs(bidirectional: bool) -> None:
+def test_widened_model_computes_the_same_log_probs(bidirectional: bool, method: str) -> None:
     torch.manual_seed(0)
     model = CTCModel(tiny_config(bidirectional)).eval()
-    wide = widen_model(model, 40, seed=3)
+    wide = widen_model(model, 40, seed=3, method=method)  # 16 -> 40: some units get 2+ copies
     assert wide.config.hidden == 40 and not wide.training
     assert sum(p.numel() for p in wide.parameters()) > 2 * sum(p.numel() for p in model.parameters())
     x = torch.randn(3, 90, 80)
@@ -44,11 +45,37 @@ def test_widened_streaming_model_keeps_chunked_parity() -> None:
     torch.testing.assert_close(torch.cat([first, second], 1), whole, atol=1e-5, rtol=1e-5)
 
 
-def test_new_units_are_active_and_learn() -> None:
+def test_split_units_share_the_outgoing_weights() -> None:
+    torch.manual_seed(0)
+    model = CTCModel(tiny_config(bidirectional=True))
+    wide = widen_model(model, 24, seed=1)
+    head, old_head = wide.head[1].weight, model.head[1].weight  # (V, 2 * 24), (V, 2 * 16)
+    # Forward direction: the 8 new units copy 8 distinct trained units, which keep half.
+    new = head[:, 16:24]
+    assert torch.count_nonzero(new) == new.numel()
+    sources = [int((old_head[:, :16] / 2 - new[:, k : k + 1]).abs().sum(0).argmin()) for k in range(8)]
+    assert len(set(sources)) == 8
+    torch.testing.assert_close(head[:, sources], old_head[:, sources] / 2)
+    torch.testing.assert_close(new, old_head[:, sources] / 2)
+
+
+def test_split_noise_keeps_outputs_close() -> None:
+    torch.manual_seed(0)
+    model = CTCModel(tiny_config(bidirectional=True)).eval()
+    x = torch.randn(1, 60, 80)
+    with torch.no_grad():
+        ref = model(x, torch.tensor([60]))[0].exp()
+        exact = widen_model(model, 24)(x, torch.tensor([60]))[0].exp()
+        noisy = widen_model(model, 24, noise=0.05)(x, torch.tensor([60]))[0].exp()
+    torch.testing.assert_close(exact, ref, atol=1e-5, rtol=1e-5)
+    assert 0 < float((noisy - ref).abs().max()) < 0.1
+
+
+def test_zero_units_are_active_and_learn() -> None:
     """The new units' outgoing weights start at zero but get gradients, so training uses them."""
     torch.manual_seed(0)
     model = CTCModel(tiny_config(bidirectional=True))
-    wide = widen_model(model, 32)
+    wide = widen_model(model, 32, method="zero")
     head = wide.head[1].weight  # (V, 2 * 32): columns 16..31 and 48..63 are the new units
     new_cols = torch.cat([torch.arange(16, 32), torch.arange(48, 64)])
     assert torch.count_nonzero(head[:, new_cols]) == 0
@@ -62,9 +89,11 @@ def test_new_units_are_active_and_learn() -> None:
     assert hh.grad is not None and hh.grad[:16, 16:].abs().sum() > 0
 
 
-def test_widen_rejects_a_smaller_size() -> None:
+def test_widen_rejects_a_smaller_size_or_unknown_method() -> None:
     with pytest.raises(ValueError, match="above 16"):
         widen_model(CTCModel(tiny_config()), 16)
+    with pytest.raises(ValueError, match="method"):
+        widen_model(CTCModel(tiny_config()), 32, method="deeper")
 
 
 def test_widen_cli_then_warm_start(
