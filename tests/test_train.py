@@ -232,18 +232,26 @@ def test_eval_cli_json(tmp_path: Path, tiny_manifest: Path, capsys) -> None:  # 
     assert capsys.readouterr().out == ""
 
 
-def test_two_process_ddp(tmp_path: Path, tiny_manifest: Path) -> None:
-    out = tmp_path / "ddp"
+def _run_two_process_training(tmp_path: Path, manifest: Path, out: Path, steps: int, *extra: str) -> None:
+    """``asr train`` on a tiny model in two DDP processes (gloo), one thread each."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "asr.cli", "train", "--train", str(tiny_manifest), "--out", str(out),
-        "--steps", "3", "--hidden", "16", "--layers", "1", "--proj-dim", "16", "--batch-frames", "400",
+        "-m", "asr.cli", "train", "--train", str(manifest), "--out", str(out),
+        "--steps", str(steps), "--hidden", "16", "--layers", "1", "--proj-dim", "16", "--batch-frames", "400",
         "--warmup", "1", "--threads", "1", "--feature-jobs", "1", "--cache-dir", str(tmp_path / "feats"),
-        "--max-minutes", "60", "--anneal-minutes", "59.99",  # rank 0's clock drives both ranks' lr
+        *extra,
     ]  # fmt: skip
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_two_process_ddp(tmp_path: Path, tiny_manifest: Path) -> None:
+    out = tmp_path / "ddp"
+    # rank 0's clock drives both ranks' lr
+    _run_two_process_training(
+        tmp_path, tiny_manifest, out, 3, "--max-minutes", "60", "--anneal-minutes", "59.99"
+    )
     loaded = checkpoint.load_model(out / "best.pt")
     assert loaded.meta["training"]["processes"] == 2
     assert loaded.meta["training"]["steps"] == 3
@@ -255,16 +263,7 @@ def test_two_process_ddp_stops_together_on_the_stop_file(tmp_path: Path, tiny_ma
     out = tmp_path / "ddp"
     out.mkdir()
     (out / "STOP").touch()
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "asr.cli", "train", "--train", str(tiny_manifest), "--out", str(out),
-        "--steps", "40", "--hidden", "16", "--layers", "1", "--proj-dim", "16", "--batch-frames", "400",
-        "--warmup", "1", "--threads", "1", "--feature-jobs", "1", "--cache-dir", str(tmp_path / "feats"),
-        "--log-every", "2",
-    ]  # fmt: skip
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    _run_two_process_training(tmp_path, tiny_manifest, out, 40, "--log-every", "2")
     state = torch.load(out / "last.pt", weights_only=True)
     assert state["step"] == 2
     assert not (out / "STOP").exists()
