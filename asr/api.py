@@ -30,7 +30,7 @@ import soundfile as sf
 
 from asr.audio import SAMPLE_RATE, AudioError, load_audio, resample
 from asr.checkpoint import MODELS_DIR, LoadedModel, load_model
-from asr.decoding import Decoder, DecoderOptions
+from asr.decoding import OFFLINE_BEAM_WIDTH, Decoder, DecoderOptions
 from asr.fusion import FUSION_FILE, Fusion, load_fusion
 from asr.offline import OfflineBatchRecognizer
 from asr.streaming import Result, SessionConfig, StreamingSession
@@ -80,8 +80,15 @@ class Recognizer:
         offline: LoadedModel | None,
         decoder: Decoder,
         fusion: Fusion | None = None,
+        offline_beam_width: int | None = None,
     ) -> None:
-        """``fusion``: how two-pass finals fuse the two models' log-probs (:mod:`asr.fusion`)."""
+        """``fusion``: how two-pass finals fuse the two models' log-probs (:mod:`asr.fusion`).
+
+        ``offline_beam_width``: beam width of offline-mode finals (:meth:`transcribe` and
+        :meth:`offline_batch`); None: the decoder's own, as for live finals.
+        """
+        if offline_beam_width is not None and offline_beam_width < 1:
+            raise ValueError(f"expected offline_beam_width >= 1, got {offline_beam_width}")
         if streaming.model.config.bidirectional:
             raise ValueError("expected a unidirectional model as the streaming model")
         if offline is not None and not offline.model.config.bidirectional:
@@ -90,10 +97,22 @@ class Recognizer:
         self.offline = offline
         self.decoder = decoder
         self.fusion = fusion if offline is not None else None
+        self.offline_beam_width = offline_beam_width
         self._direct: OfflineBatchRecognizer | None = None
 
-    def offline_batch(self, jobs: int = 1) -> OfflineBatchRecognizer:
-        """Batched whole-array BiLSTM + beam search (``jobs`` beam worker processes).
+    def offline_decoder(self, beam_width: int | None = None) -> Decoder:
+        """The decoder of offline-mode finals: ``beam_width`` or :attr:`offline_beam_width`
+        applied to :attr:`decoder` (unchanged when both are None)."""
+        width = beam_width if beam_width is not None else self.offline_beam_width
+        if width is None or width == self.decoder.options.beam_width:
+            return self.decoder
+        if width < 1:
+            raise ValueError(f"expected beam_width >= 1, got {width}")
+        return self.decoder.with_options(beam_width=width)
+
+    def offline_batch(self, jobs: int = 1, beam_width: int | None = None) -> OfflineBatchRecognizer:
+        """Batched whole-array BiLSTM + beam search (``jobs`` beam worker processes), at
+        ``beam_width`` (None: :attr:`offline_beam_width`, else the decoder's).
 
         Close it (or use ``with``) when ``jobs > 1``, to stop the workers.
         """
@@ -102,7 +121,7 @@ class Recognizer:
         return OfflineBatchRecognizer(
             self.offline.model,
             self.offline.normalizer,
-            self.decoder,
+            self.offline_decoder(beam_width),
             jobs,
             self.streaming.model,
             self.streaming.normalizer,
@@ -116,16 +135,19 @@ class Recognizer:
         offline: str | os.PathLike[str] | None = "offline",
         lm: str | os.PathLike[str] | None = MODELS_DIR / "lm",
         fusion: str | os.PathLike[str] | None = FUSION_FILE,
+        offline_beam_width: int | None = OFFLINE_BEAM_WIDTH,
     ) -> Recognizer:
         """Load models by name (``streaming``/``offline``) or checkpoint path.
 
         ``fusion``: the tuned two-pass fusion file; it applies only if it was tuned for
         these two checkpoints (None: two-pass finals from the BiLSTM alone).
+        ``offline_beam_width``: beam width of offline-mode finals (whole files, where no
+        live latency is at stake); None: the decoder's 32, as live finals use.
         """
         stream_model = load_model(streaming)
         offline_model = load_model(offline) if offline else None
         tuned = load_fusion(stream_model, offline_model, fusion) if fusion is not None else None
-        return cls(stream_model, offline_model, load_decoder(lm), tuned)
+        return cls(stream_model, offline_model, load_decoder(lm), tuned, offline_beam_width)
 
     def stream(self, config: SessionConfig = SessionConfig()) -> StreamingSession:
         """A new streaming session (one per stream). Its final's beam search runs as the
@@ -135,7 +157,7 @@ class Recognizer:
         return StreamingSession(
             self.streaming.model,
             self.streaming.normalizer,
-            self.decoder,
+            self.offline_decoder() if config.mode == "offline" else self.decoder,
             replace(config, mode="two-pass" if config.mode == "offline" else config.mode),
             offline_model=self.offline.model if self.offline else None,
             offline_normalizer=self.offline.normalizer if self.offline else None,

@@ -39,7 +39,7 @@ import torch
 from asr.api import Recognizer, load_decoder
 from asr.audio import SAMPLE_RATE, AudioError, load_audio
 from asr.checkpoint import MODELS_DIR, LoadedModel, load_model
-from asr.decoding import STEP_SECONDS, Decoder, Hypothesis
+from asr.decoding import OFFLINE_BEAM_WIDTH, STEP_SECONDS, Decoder, Hypothesis
 from asr.evaluate import GROUPINGS, batch_log_probs, evaluate_manifest, grouped_scores, result_row
 from asr.features import log_mel
 from asr.fusion import Fusion, load_fusion
@@ -372,9 +372,10 @@ class _Bench:
         self.streaming = load_model(config.streaming_model)
         self.offline = load_model(config.offline_model)
         self.lm = load_decoder(config.lm)
+        self.lm_offline = self.lm.with_options(beam_width=OFFLINE_BEAM_WIDTH)  # as `asr transcribe`
         self.greedy = GreedyFinals(self.lm.vocab)
         self.fusion = load_fusion(self.streaming, self.offline) if config.fusion else None
-        self.rec_lm = Recognizer(self.streaming, self.offline, self.lm, self.fusion)
+        self.rec_lm = Recognizer(self.streaming, self.offline, self.lm, self.fusion, OFFLINE_BEAM_WIDTH)
         self.rec_greedy = Recognizer(self.streaming, self.offline, self.greedy, self.fusion)
         n_test = len(read_manifest(config.test_manifest)[: config.test_utts])
         n_smoke = (
@@ -406,8 +407,11 @@ class _Bench:
         """Greedy and LM WER/CER of every mode on one set, plus per-utterance rows."""
         out: dict[str, Any] = {}
         rows: dict[str, dict[str, list[dict[str, str]]]] = {}
-        for mode, loaded in (("streaming", self.streaming), ("offline", self.offline)):
-            for name, decoder in (("greedy", None), ("lm", self.lm)):
+        for mode, loaded, lm in (
+            ("streaming", self.streaming, self.lm),
+            ("offline", self.offline, self.lm_offline),
+        ):
+            for name, decoder in (("greedy", None), ("lm", lm)):
                 result, mode_rows = evaluate_manifest(loaded, manifest, limit=limit, decoder=decoder)
                 out.setdefault(mode, {})[name] = {**score((r["ref"], r["hyp"]) for r in mode_rows)}
                 out[mode][name]["throughput_rtf"] = round(result.rtf, 5)
@@ -476,7 +480,9 @@ class _Bench:
             self.stage(f"latency offline {threads}t")
             traces = []
             for _, audio in entries:
-                trace, lp = simulate_offline(self.offline, self.lm, audio, self.streaming, self.fusion)
+                trace, lp = simulate_offline(
+                    self.offline, self.lm_offline, audio, self.streaming, self.fusion
+                )
                 traces.append(trace)
                 if len(ref_words) < len(entries):
                     ref_words.append(forced_word_ends(lp, refs[len(ref_words)], self.offline.vocab) or [])
@@ -575,6 +581,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         "offline_model": str(bench.offline.path),
         "lm": str(bench.lm.lm_path) if bench.lm.lm_path else None,
         "lm_options": asdict(bench.lm.options),
+        "offline_beam_width": OFFLINE_BEAM_WIDTH,
         "fusion": bench.fusion.to_json() if bench.fusion else None,
         "endpoint": asdict(config.endpoint),
         "threads": list(config.threads),

@@ -137,7 +137,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"`asr bench`, {meta['date']}, {meta['machine']} (load average {meta['load_average_at_start']} at the "
         f"start), torch {meta['torch']}, {meta['wall_seconds']} s in all. Models: `{meta['streaming_model']}`, "
         f"`{meta['offline_model']}`; LM: `{meta['lm']}` (alpha {meta['lm_options']['alpha']}, beta "
-        f"{meta['lm_options']['beta']}, beam {meta['lm_options']['beam_width']}). Endpointing: "
+        f"{meta['lm_options']['beta']}, beam {meta['lm_options']['beam_width']}"
+        + (f"; {meta['offline_beam_width']} for offline mode" if meta.get("offline_beam_width") else "")
+        + "). Endpointing: "
         f"{meta['endpoint']['trailing_silence_ms']} ms of trailing blank.",
         "",
         "Sets: "

@@ -128,7 +128,7 @@ def _serving_recognizer(config: ServerConfig, recognizer: Recognizer) -> Recogni
             raise ValueError(f"expected token_min_logp in [-50, 0), got {config.token_min_logp}")
         changes["token_min_logp"] = config.token_min_logp
     workers = decode_workers(config)
-    if not changes and not config.int8 and not workers:
+    if not changes and not config.int8 and not workers and recognizer.offline_beam_width is None:
         return recognizer
     streaming = recognizer.streaming
     if config.int8:
@@ -136,6 +136,8 @@ def _serving_recognizer(config: ServerConfig, recognizer: Recognizer) -> Recogni
     decoder = recognizer.decoder.with_options(**changes) if changes else recognizer.decoder
     if workers:
         decoder = PooledDecoder(decoder, workers)  # type: ignore[assignment]
+    # Every final the server sends, offline Recognize included, uses --beam-width: the
+    # capacity it was measured at (docs/CAPACITY.md), not the wider offline_beam_width.
     return Recognizer(streaming, recognizer.offline, decoder, recognizer.fusion)
 
 
@@ -168,7 +170,11 @@ def build_server(config: ServerConfig, recognizer: Recognizer | None = None) -> 
         raise ValueError(f"expected gil_switch_ms in 0.05..100 (or None), got {config.gil_switch_ms}")
     torch.set_num_threads(config.threads or 1)
     recognizer = recognizer or Recognizer.load(
-        config.streaming_model, config.offline_model, config.lm, FUSION_FILE if config.fusion else None
+        config.streaming_model,
+        config.offline_model,
+        config.lm,
+        FUSION_FILE if config.fusion else None,
+        offline_beam_width=None,
     )
     recognizer = _serving_recognizer(config, recognizer)
     # Warm up (mel filterbank, decoder, first LSTM calls) so the first stream is not slow.

@@ -11,7 +11,7 @@ from asr import checkpoint
 from asr.api import Recognizer
 from asr.audio import load_audio, write_wav
 from asr.cli import main
-from asr.decoding import Decoder
+from asr.decoding import OFFLINE_BEAM_WIDTH, Decoder
 from asr.streaming import EndpointConfig, SessionConfig, StreamingSession
 from tests.conftest import write_tiny_checkpoints
 
@@ -112,3 +112,67 @@ def test_cli_all_good_exits_zero(model_paths: tuple[Path, Path], tmp_path: Path,
             "--offline-model", str(model_paths[1]), "--no-lm", "--format", "json", "--quiet"]  # fmt: skip
     assert main(args) == 0
     assert '"duration": 1.0' in capsys.readouterr().out
+
+
+def test_offline_mode_searches_with_its_own_beam_width(model_paths: tuple[Path, Path]) -> None:
+    """Whole-file finals may search wider than live finals, whose width latency pays for."""
+    streaming, offline = (checkpoint.load_model(p) for p in model_paths)
+    wide = Recognizer(streaming, offline, Decoder(), offline_beam_width=96)
+    assert wide.offline_batch().decoder.options.beam_width == 96
+    assert wide.offline_batch(beam_width=8).decoder.options.beam_width == 8
+    assert wide.stream(SessionConfig(mode="offline")).decoder.options.beam_width == 96  # long files
+    assert wide.stream(SessionConfig(mode="two-pass")).decoder.options.beam_width == 32  # live finals
+    assert wide.stream(SessionConfig(mode="stream")).decoder.options.beam_width == 32
+    wide.transcribe(_noise(1))
+    assert wide._direct is not None and wide._direct.decoder.options.beam_width == 96
+    plain = Recognizer(streaming, offline, Decoder())
+    assert plain.offline_batch().decoder is plain.decoder
+    with pytest.raises(ValueError, match="offline_beam_width"):
+        Recognizer(streaming, offline, Decoder(), offline_beam_width=0)
+    loaded = Recognizer.load(model_paths[0], model_paths[1], lm=None, fusion=None)
+    assert loaded.offline_beam_width == OFFLINE_BEAM_WIDTH
+
+
+def test_server_finals_keep_its_own_beam_width(model_paths: tuple[Path, Path]) -> None:
+    """The server's finals, offline Recognize included, search at --beam-width (its measured capacity)."""
+    from asr.server.app import ServerConfig, _serving_recognizer
+
+    streaming, offline = (checkpoint.load_model(p) for p in model_paths)
+    wide = Recognizer(streaming, offline, Decoder(), offline_beam_width=96)
+    served = _serving_recognizer(ServerConfig(decode_workers=0), wide)
+    assert served.offline_beam_width is None
+    assert served.offline_batch().decoder.options.beam_width == 32
+    served = _serving_recognizer(ServerConfig(decode_workers=0, beam_width=12), wide)
+    assert served.offline_batch().decoder.options.beam_width == 12
+
+
+@pytest.mark.parametrize(("mode", "flag", "offline_width", "live_width"), [
+    ("offline", [], OFFLINE_BEAM_WIDTH, 32),
+    ("offline", ["--beam-width", "7"], 7, 32),
+    ("two-pass", ["--beam-width", "7"], 7, 7),
+])  # fmt: skip
+def test_cli_beam_width(  # type: ignore[no-untyped-def]
+    model_paths: tuple[Path, Path], tmp_path: Path, monkeypatch, mode, flag, offline_width, live_width
+) -> None:
+    import asr.transcribe
+
+    seen: list[Recognizer] = []
+
+    def fake(recognizer: Recognizer, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(recognizer)
+        return asr.transcribe.BatchReport([], [], 0.0, 0.0)
+
+    monkeypatch.setattr(asr.transcribe, "transcribe_files", fake)
+    write_wav(tmp_path / "a.wav", _noise(1))
+    args = ["transcribe", str(tmp_path / "a.wav"), "--streaming-model", str(model_paths[0]),
+            "--offline-model", str(model_paths[1]), "--no-lm", "--mode", mode, "--quiet", *flag]  # fmt: skip
+    assert main(args) == 0
+    assert seen[0].offline_batch().decoder.options.beam_width == offline_width
+    assert seen[0].decoder.options.beam_width == live_width
+
+
+def test_cli_rejects_a_beam_width_below_one(model_paths: tuple[Path, Path], tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["transcribe", str(tmp_path / "a.wav"), "--beam-width", "0"])
+    assert exit_info.value.code == 2
+    assert "expected a number >= 1, got 0" in capsys.readouterr().err

@@ -11,7 +11,7 @@ import pytest
 
 from asr.bench import forced_word_ends, match_lags, speech_bounds
 from asr.cli import main
-from asr.decoding import Decoder
+from asr.decoding import OFFLINE_BEAM_WIDTH, Decoder
 from asr.evaluate import evaluate_manifest
 from asr.text import Vocabulary
 from tests.conftest import write_tiny_checkpoints, write_tiny_manifest
@@ -76,8 +76,9 @@ def test_writes_report_json_markdown_and_plots(
 
 def test_wer_equals_evaluate(bench_run: tuple[dict[str, Any], Path, Path, Path, Path]) -> None:
     report, _, manifest, streaming, offline = bench_run
-    for mode, path in (("streaming", streaming), ("offline", offline)):
-        for decoding, decoder in (("greedy", None), ("lm", Decoder())):
+    assert report["meta"]["offline_beam_width"] == OFFLINE_BEAM_WIDTH  # what `asr transcribe` searches at
+    for mode, path, width in (("streaming", streaming, 32), ("offline", offline, OFFLINE_BEAM_WIDTH)):
+        for decoding, decoder in (("greedy", None), ("lm", Decoder().with_options(beam_width=width))):
             result, _ = evaluate_manifest(path, manifest, decoder=decoder)
             for key in ("wer", "cer"):
                 assert report["modes"][mode]["test"][decoding][key] == result.to_dict()[key]
