@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from asr.audio import load_audio, write_wav
+from asr.decoding import OFFLINE_BEAM_WIDTH, DecoderOptions
 from asr.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,8 +84,9 @@ def main() -> int:
     parser.add_argument(
         "--configs",
         nargs="+",
-        default=["offline:1:2", "offline:2:1", "offline:1:1", "stream:1:1"],
-        help="runs as MODE:THREADS:JOBS (torch threads, beam worker processes)",
+        default=["offline:1:2", "offline:2:1", "offline:1:1", "offline:1:1:32", "stream:1:1"],
+        help="runs as MODE:THREADS:JOBS[:BEAM] (torch threads, beam worker processes, beam width; "
+        "default width: asr transcribe's, 128 offline and 32 otherwise)",
     )
     parser.add_argument("--out", default="reports/transcribe_bench", help="report path prefix")
     args = parser.parse_args()
@@ -93,19 +95,23 @@ def main() -> int:
     report: dict[str, object] = {"machine": f"{os.cpu_count()} CPU cores", "runs": []}
     runs: list[dict[str, object]] = []
     for spec in args.configs:
-        mode, threads, jobs = spec.split(":")
-        r = run_transcribe(files, mode, int(threads), ["--jobs", jobs])
+        mode, threads, jobs, *beam = spec.split(":")
+        width = (
+            int(beam[0]) if beam else (OFFLINE_BEAM_WIDTH if mode == "offline" else DecoderOptions.beam_width)
+        )
+        r = run_transcribe(files, mode, int(threads), ["--jobs", jobs, "--beam-width", str(width)])
         what = f"{len(files)} test files"
-        runs.append({"what": what, "mode": mode, "threads": int(threads), "jobs": int(jobs), **r})
+        runs.append(
+            {"what": what, "mode": mode, "threads": int(threads), "jobs": int(jobs), "beam": width, **r}
+        )
         print(runs[-1], flush=True)
     long_path = ROOT / "data" / "bench" / f"long-{args.long_minutes:g}min.wav"
     long_path.parent.mkdir(parents=True, exist_ok=True)
     if not long_path.exists():
         make_long_file(args.manifest, args.long_minutes, long_path)
     r = run_transcribe([str(long_path)], "offline", 2, [])
-    runs.append(
-        {"what": f"one {args.long_minutes:g}-minute file", "mode": "offline", "threads": 2, "jobs": 1, **r}
-    )
+    long_run = {"mode": "offline", "threads": 2, "jobs": 1, "beam": OFFLINE_BEAM_WIDTH}
+    runs.append({"what": f"one {args.long_minutes:g}-minute file", **long_run, **r})
     print(runs[-1], flush=True)
     report["runs"] = runs
 
@@ -118,12 +124,13 @@ def main() -> int:
         f"`scripts/bench_transcribe.py`, {report['machine']}, beam search + LM, whole process timed "
         "(model loading included).",
         "",
-        "| input | mode | torch threads | beam jobs | audio (s) | wall (s) | RTF | peak RSS (MB) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| input | mode | torch threads | beam jobs | beam width | audio (s) | wall (s) | RTF | peak RSS (MB) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         lines.append(
-            f"| {r['what']} | {r['mode']} | {r['threads']} | {r['jobs']} | {r['audio_seconds']} | {r['wall_seconds']} | "
+            f"| {r['what']} | {r['mode']} | {r['threads']} | {r['jobs']} | {r['beam']} | {r['audio_seconds']} | "
+            f"{r['wall_seconds']} | "
             f"{r['rtf']} | {r['peak_rss_mb']} |"
         )
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
