@@ -30,7 +30,7 @@ demo: setup
 	$(BIN)/asr demo
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest
 
 corpus-deps: setup
 	scripts/apt-install.sh $(APT_CORPUS)
