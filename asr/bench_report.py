@@ -124,6 +124,16 @@ def headline_header(report: dict[str, Any]) -> list[str]:
     ]  # fmt: skip
 
 
+def headline_table(report: dict[str, Any]) -> str:
+    """The headline rows as an aligned plain-text table (what ``asr bench`` prints)."""
+    header, rows = headline_header(report), headline_rows(report)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    return "\n".join(
+        "  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True))
+        for line in [header, ["-" * w for w in widths], *rows]
+    )
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The report as Markdown, with the plots linked relatively."""
     meta, sets, modes = report["meta"], report["sets"], report["modes"]

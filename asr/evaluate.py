@@ -9,14 +9,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from asr.audio import AudioError, load_audio
 from asr.checkpoint import LoadedModel, load_model
-from asr.data import FeatureSet, pack_batches
+from asr.data import FeatureSet
 from asr.decoding import Decoder
-from asr.features import log_mel
+from asr.inference import batch_log_probs, length_batches
 from asr.manifest import read_manifest
 from asr.metrics import ErrorCounts, error_rates, error_rates_by
 from asr.model import CTCModel
@@ -25,22 +24,7 @@ from asr.text import greedy_decode, normalize_text
 log = logging.getLogger(__name__)
 
 
-def _length_batches(lengths: Sequence[int], max_frames: int) -> list[list[int]]:
-    return pack_batches(
-        np.argsort(np.asarray(lengths), kind="stable"), lengths, max_frames, max_utterances=10**9
-    )
-
-
-@torch.inference_mode()
-def batch_log_probs(
-    model: CTCModel, feats: Sequence[torch.Tensor], device: torch.device | str = "cpu"
-) -> list[torch.Tensor]:
-    """Whole-utterance log-probs for normalised features, one ``(T', V)`` tensor each."""
-    model.eval()
-    lengths = torch.tensor([len(f) for f in feats])
-    x = torch.nn.utils.rnn.pad_sequence(list(feats), batch_first=True).to(device)  # (B, T, M)
-    log_probs, out_lengths, _ = model(x, lengths.to(device))
-    return [lp[: int(n)].cpu() for lp, n in zip(log_probs, out_lengths, strict=True)]
+__all__ = ["batch_log_probs"]  # the inference path, for callers that import it from here
 
 
 def decode_feature_set(
@@ -52,7 +36,7 @@ def decode_feature_set(
 ) -> list[str]:
     """Greedy transcripts for every utterance of a cached feature set."""
     hyps = [""] * len(data)
-    for batch in _length_batches(list(data.lengths), max_frames):
+    for batch in length_batches(list(data.lengths), max_frames):
         feats = [normalizer(data.features(i)) for i in batch]
         for i, lp in zip(batch, batch_log_probs(model, feats, device), strict=True):
             hyps[i] = greedy_decode(lp)
@@ -174,11 +158,11 @@ def evaluate_manifest(
             failed += 1
             continue
         audio_seconds += len(audio) / loaded.features.sample_rate
-        feats.append(loaded.normalizer(log_mel(audio, loaded.features)))
+        feats.append(loaded.inputs(audio))
         kept.append(e)
     hyps = [""] * len(kept)
     for batch in tqdm(
-        _length_batches([len(f) for f in feats], max_frames), desc="decode", disable=not progress
+        length_batches([len(f) for f in feats], max_frames), desc="decode", disable=not progress
     ):
         for i, lp in zip(batch, batch_log_probs(loaded.model, [feats[i] for i in batch]), strict=True):
             hyps[i] = greedy_decode(lp) if decoder is None else decoder.beam(lp.numpy())[0].text
@@ -190,3 +174,39 @@ def evaluate_manifest(
     )
     rows = [result_row(e, r, h) for e, r, h in zip(kept, refs, hyps, strict=True)]
     return result, rows
+
+
+def format_report(
+    result: EvalResult,
+    rows: Sequence[dict[str, str]],
+    decoding: str,
+    by: str | None = None,
+    show: int = 0,
+) -> str:
+    """The text ``asr eval`` prints: ``show`` REF/HYP pairs, a table per ``by`` group, the totals.
+
+    Args:
+        result: the scores of :func:`evaluate_manifest`.
+        rows: its per-utterance rows.
+        decoding: how the hypotheses were decoded, e.g. ``"greedy"`` or ``"beam + LM"``.
+        by: ``"voice"`` or ``"condition"`` for a per-group table, or None.
+        show: how many reference/hypothesis pairs to print first.
+    """
+    lines = []
+    for row in rows[:show]:
+        lines += [f"REF: {row['ref']}", f"HYP: {row['hyp']}", ""]
+    if by:
+        groups = grouped_scores(rows, by)
+        width = max(len(by), *(len(g) for g in groups))
+        lines.append(f"{by:<{width}}  utts  words    WER     CER")
+        for g, s in groups.items():
+            lines.append(
+                f"{g:<{width}}  {s['utterances']:>4}  {s['words']:>5}  "
+                f"{100 * s['wer']:5.1f}%  {100 * s['cer']:5.1f}%"
+            )
+    lines.append(
+        f"{result.utterances} utterances ({result.failed} failed), {result.audio_seconds / 60:.1f} min audio: "
+        f"WER {100 * result.wer:.2f}%  CER {100 * result.cer:.2f}%  RTF {result.rtf:.4f} "
+        f"({result.threads} threads, {decoding})"
+    )
+    return "\n".join(lines)

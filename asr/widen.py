@@ -19,8 +19,9 @@ then training continues from there. Two ways:
 
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -152,3 +153,50 @@ def _widen_zero(model: CTCModel, hidden: int, seed: int) -> CTCModel:
             new[rows] = trained
     wide.load_state_dict(new_state)
     return wide.train(model.training)
+
+
+@dataclass(frozen=True)
+class Widened:
+    """What :func:`widen_checkpoint` did: hidden units and parameter counts before and after."""
+
+    hidden_before: int
+    hidden_after: int
+    params_before: int
+    params_after: int
+
+
+def widen_checkpoint(
+    path: str | os.PathLike[str],
+    hidden: int,
+    out: str | os.PathLike[str],
+    seed: int = 0,
+    method: str = "split",
+    noise: float = 0.0,
+) -> Widened:
+    """Widen the checkpoint at ``path`` (see :func:`widen_model`) and save it to ``out``.
+
+    The new checkpoint keeps the vocabulary, features, normaliser and metrics, and records
+    where it came from in ``training["widened_from"]``.
+    """
+    from asr import checkpoint
+
+    loaded = checkpoint.load_model(path)
+    wide = widen_model(loaded.model, hidden, seed=seed, method=method, noise=noise)
+    training = dict(loaded.meta["training"])
+    training["widened_from"] = {
+        "path": str(path),
+        "hidden": loaded.model.config.hidden,
+        "method": method,
+        "noise": noise,
+        "steps": training.get("steps"),
+    }
+    ckpt = checkpoint.make_checkpoint(
+        wide, loaded.vocab, loaded.features, loaded.normalizer, training, dict(loaded.meta["metrics"])
+    )
+    checkpoint.save(ckpt, out)
+    return Widened(
+        hidden_before=loaded.model.config.hidden,
+        hidden_after=hidden,
+        params_before=sum(p.numel() for p in loaded.model.parameters()),
+        params_after=sum(p.numel() for p in wide.parameters()),
+    )

@@ -267,7 +267,7 @@ def test_rhvoice_pico_and_festival_x_synthesis(tmp_path: Path, engine: str) -> N
 
 
 def test_engine_weights_option() -> None:
-    from asr.cli import _engine_weights
+    from asr.cli.corpus import _engine_weights
 
     assert _engine_weights(None) is None
     assert _engine_weights(["piper=1", "flite=0.5", "espeak"]) == {"piper": 1.0, "flite": 0.5, "espeak": 1.0}

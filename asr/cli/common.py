@@ -1,0 +1,38 @@
+"""Small pieces the subcommand modules share."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+Subparsers = argparse._SubParsersAction  # the type of ``parser.add_subparsers()``
+
+
+def models_dir() -> Path:
+    from asr.checkpoint import MODELS_DIR
+
+    return MODELS_DIR
+
+
+def default_lm() -> str:
+    """The shipped language model's folder."""
+    return str(models_dir() / "lm")
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type`` for whole numbers >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def set_threads(threads: int) -> None:
+    """``torch.set_num_threads(threads)`` unless 0 (torch's default)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
