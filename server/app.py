@@ -32,8 +32,10 @@ import numpy as np
 import torch
 from asr.server.auth import BearerTokenInterceptor
 from asr.server.batcher import StreamBatcher
+from asr.server.engine import Engine, Limits
 from asr.server.metrics import Metrics, start_metrics_http
-from asr.server.servicer import Limits, RecognizerService
+from asr.server.servicer import RecognizerService
+from asr.server.ws import WebServer, tls_context
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -69,6 +71,9 @@ class ServerConfig:
     tls_key: str | None = None
     tokens: list[str] = field(default_factory=list)
     metrics_port: int | None = None  # Prometheus text at http://host:PORT/metrics
+    # The Vosk WebSocket protocol and the web page on this port (None: off), sharing the
+    # gRPC server's engine, limits, TLS certificate and tokens (asr.server.ws).
+    ws_port: int | None = None
     reuse_port: bool = False
     grace_s: float = 10.0
     # torch intra-op threads for this process (torch's setting is process-wide). 0: one.
@@ -152,12 +157,18 @@ class ServerHandle:
     batcher: StreamBatcher
     metrics: Metrics
     metrics_http: ThreadingHTTPServer | None = None  # the /metrics endpoint, if configured
+    web: WebServer | None = None  # the Vosk WebSocket endpoint and the page, if configured
     gil_switch_ms: float | None = None  # ServerConfig.gil_switch_ms, applied while run_server runs
 
     @property
     def metrics_port(self) -> int | None:
         """The bound metrics HTTP port (useful with ``metrics_port=0``), or None."""
         return None if self.metrics_http is None else int(self.metrics_http.server_address[1])
+
+    @property
+    def ws_port(self) -> int | None:
+        """The bound WebSocket/page port (useful with ``ws_port=0``), or None."""
+        return None if self.web is None else self.web.port
 
 
 def build_server(config: ServerConfig, recognizer: Recognizer | None = None) -> ServerHandle:
@@ -181,8 +192,10 @@ def build_server(config: ServerConfig, recognizer: Recognizer | None = None) -> 
     recognizer.transcribe(np.zeros(16000, np.float32), mode="two-pass" if recognizer.offline else "stream")
     metrics = Metrics()
     batcher = StreamBatcher(recognizer.streaming.model, config.max_batch, config.max_wait_ms)
-    limits = Limits(config.max_streams, config.max_stream_seconds, config.idle_timeout_s)
-    service = RecognizerService(recognizer, batcher, metrics, limits)
+    limits = Limits(
+        config.max_streams, config.max_stream_seconds, config.idle_timeout_s, config.max_message_bytes
+    )
+    service = RecognizerService(Engine(recognizer, batcher, metrics, limits))
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
@@ -204,6 +217,10 @@ def build_server(config: ServerConfig, recognizer: Recognizer | None = None) -> 
         port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"could not bind {address}")
+    web = None
+    if config.ws_port is not None:
+        tls = tls_context(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
+        web = WebServer(service.engine, config.host, config.ws_port, config.tokens, tls, config.reuse_port)
     metrics_http = None
     if config.metrics_port is not None:
         metrics_host = "0.0.0.0" if config.host in ("[::]", "0.0.0.0") else config.host
@@ -212,7 +229,7 @@ def build_server(config: ServerConfig, recognizer: Recognizer | None = None) -> 
         gc.collect()
         gc.freeze()
     return ServerHandle(
-        server, port, service, health_servicer, batcher, metrics, metrics_http, config.gil_switch_ms
+        server, port, service, health_servicer, batcher, metrics, metrics_http, web, config.gil_switch_ms
     )
 
 
@@ -268,6 +285,8 @@ async def _run_server(
     handle: ServerHandle, grace_s: float, stop: asyncio.Event, on_started: Callable[[], None] | None
 ) -> None:
     await handle.server.start()
+    if handle.web is not None:
+        await handle.web.start()
     for name in ("", SERVICE_NAME):
         await handle.health.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("listening on port %d", handle.port)
@@ -278,7 +297,9 @@ async def _run_server(
     handle.service.draining = True
     for name in ("", SERVICE_NAME):
         await handle.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    await handle.server.stop(grace_s)
+    await asyncio.gather(
+        handle.server.stop(grace_s), *([handle.web.stop(grace_s)] if handle.web is not None else [])
+    )
     await handle.batcher.stop()
     decoder = handle.service.recognizer.decoder
     if isinstance(decoder, PooledDecoder):

@@ -7,12 +7,12 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import grpc
 import numpy as np
 from asr.client.aio import ACCEPTED_METADATA_KEY
 from asr.server.batcher import StreamBatcher
+from asr.server.engine import Engine, Limits, RequestError, Stream
 from asr.server.metrics import Metrics
 from google.protobuf.message import DecodeError
 from grpc import aio
@@ -26,7 +26,7 @@ from asr.audio import (
     mulaw_to_float,
     pcm16_to_float,
 )
-from asr.streaming import EndpointConfig, EventType, Result, SessionConfig, StreamingSession
+from asr.streaming import EndpointConfig, EventType, Result, SessionConfig
 from asr.v1 import asr_pb2, asr_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -44,21 +44,6 @@ _EVENTS = {
     EventType.SPEECH_END: asr_pb2.SPEECH_END,
     EventType.INITIAL_SILENCE_TIMEOUT: asr_pb2.INITIAL_SILENCE_TIMEOUT,
 }
-
-
-class RequestError(ValueError):
-    """Bad client input; becomes INVALID_ARGUMENT (or the given code) with its message."""
-
-    def __init__(self, message: str, code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_streams: int = 256
-    max_stream_seconds: float = 3600.0
-    idle_timeout_s: float = 30.0
 
 
 def session_config(
@@ -226,16 +211,34 @@ class _IdleTimer:
 
 
 class RecognizerService(asr_pb2_grpc.RecognizerServicer):
-    """Implements the Recognizer service on one shared :class:`Recognizer`."""
+    """Implements the Recognizer service on the server's shared :class:`Engine`."""
 
-    def __init__(
-        self, recognizer: Recognizer, batcher: StreamBatcher, metrics: Metrics, limits: Limits
-    ) -> None:
-        self.recognizer = recognizer
-        self.batcher = batcher
-        self.metrics = metrics
-        self.limits = limits
-        self.draining = False
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @property
+    def recognizer(self) -> Recognizer:
+        return self.engine.recognizer
+
+    @property
+    def batcher(self) -> StreamBatcher:
+        return self.engine.batcher
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.engine.metrics
+
+    @property
+    def limits(self) -> Limits:
+        return self.engine.limits
+
+    @property
+    def draining(self) -> bool:
+        return self.engine.draining
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self.engine.draining = value
 
     @property
     def active_streams(self) -> int:
@@ -266,23 +269,15 @@ class RecognizerService(asr_pb2_grpc.RecognizerServicer):
         request_iterator: AsyncIterator[asr_pb2.StreamingRecognizeRequest],
         context: aio.ServicerContext,
     ) -> AsyncIterator[asr_pb2.StreamingRecognizeResponse]:
-        loop = asyncio.get_running_loop()
         idle = _IdleTimer(self.limits.idle_timeout_s)
-        session: StreamingSession | None = None
+        stream: Stream | None = None
         counted = False
         try:
             # Admission comes after the first message has arrived: refusing a stream while
             # the client is still sending its config makes grpc.aio clients report INTERNAL
             # 'Internal error from Core' instead of the status below (asr.client.aio).
             first = await self._next(request_iterator, idle)
-            if self.draining:
-                raise RequestError("server is shutting down", grpc.StatusCode.UNAVAILABLE)
-            if self.metrics.active_streams >= self.limits.max_streams:
-                raise RequestError(
-                    f"stream limit reached ({self.limits.max_streams} live streams)",
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                )
-            self.metrics.stream_started()  # no await since the check: admission is atomic
+            self.engine.admit()  # no await since the check: admission is atomic
             counted = True
             if first is None:
                 return  # half-closed without sending anything: nothing to do
@@ -294,14 +289,13 @@ class RecognizerService(asr_pb2_grpc.RecognizerServicer):
             config = session_config(
                 sc.config, sc.interim_results, sc.single_utterance, self.recognizer.offline is not None
             )
-            session = self.recognizer.stream(config)
+            stream = self.engine.open_stream(config)
             decode = AudioDecoder(sc.config.encoding)
             # Accepted: say so at once (initial metadata, before any result), so that an
             # asyncio client can wait for it before sending audio (asr.client.aio).
             await context.send_initial_metadata(((ACCEPTED_METADATA_KEY, config.mode),))
-            audio_seconds = 0.0
             drained = False
-            while not session.finished:
+            while not stream.finished:
                 request = await self._next(request_iterator, idle)
                 if request is None:
                     break
@@ -313,39 +307,20 @@ class RecognizerService(asr_pb2_grpc.RecognizerServicer):
                 if kind == "streaming_config":
                     raise RequestError("streaming_config may only be sent once, as the first message")
                 if kind == "control":
-                    results = (
-                        await loop.run_in_executor(None, session.force_endpoint)
-                        if (request.control.force_endpoint)
-                        else []
-                    )
+                    results = await stream.force_endpoint() if request.control.force_endpoint else []
                 else:
-                    samples = decode(request.audio_content, self.limits.max_stream_seconds - audio_seconds)
-                    audio_seconds += len(samples) / config.sample_rate
-                    if audio_seconds > self.limits.max_stream_seconds:
-                        raise RequestError(
-                            f"stream longer than the {self.limits.max_stream_seconds:g} s maximum",
-                            grpc.StatusCode.OUT_OF_RANGE,
-                        )
-                    # Log-mel and LSTM step both run batched across streams.
-                    frames, log_probs = await self.batcher.step_audio(session, session.take_audio(samples))
-                    if session.may_decode(len(log_probs)):  # a final (beam search) may be due
-                        results = await loop.run_in_executor(None, session.consume, frames, log_probs)
-                    else:  # greedy bookkeeping only: a thread hop would cost more than the call
-                        results = session.consume(frames, log_probs)
-                    self.metrics.audio(len(samples) / config.sample_rate, time.perf_counter() - received)
+                    samples = decode(request.audio_content, stream.seconds_left)
+                    results = await stream.accept(samples, received)
                 if results:
-                    self._observe(results, received)
                     yield to_response(results, sc.config)
-            if not session.finished:
-                ended = time.perf_counter()
-                results = await loop.run_in_executor(None, session.finish)
+            if not stream.finished:
+                results = await stream.finish()
                 if results:
-                    self._observe(results, ended)
                     yield to_response(results, sc.config)
             if drained:
                 await context.abort(
                     grpc.StatusCode.UNAVAILABLE,
-                    f"server is shutting down: stream ended after {audio_seconds:.2f} s of audio "
+                    f"server is shutting down: stream ended after {stream.audio_seconds:.2f} s of audio "
                     "(results up to there were sent); reconnect to go on",
                 )
             if sc.single_utterance:
@@ -357,16 +332,10 @@ class RecognizerService(asr_pb2_grpc.RecognizerServicer):
             await context.abort(e.code, str(e))
         finally:
             idle.close()
-            if session is not None:
-                session.close()  # at once, also on cancel: a decode worker may hold its search
+            if stream is not None:
+                stream.close()  # at once, also on cancel: a decode worker may hold its search
             if counted:
-                self.metrics.stream_ended()
-
-    def _observe(self, results: list[Result], since: float) -> None:
-        ms = 1000 * (time.perf_counter() - since)
-        for r in results:
-            if r.alternatives:
-                (self.metrics.final if r.is_final else self.metrics.partial)(ms)
+                self.engine.release()
 
     async def Recognize(  # noqa: N802
         self, request: asr_pb2.RecognizeRequest, context: aio.ServicerContext

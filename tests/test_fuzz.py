@@ -31,8 +31,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 from asr.server.batcher import StreamBatcher
+from asr.server.engine import Engine, Limits, RequestError
 from asr.server.metrics import Metrics
-from asr.server.servicer import AudioDecoder, Limits, RecognizerService, RequestError, session_config
+from asr.server.servicer import AudioDecoder, RecognizerService, session_config
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
@@ -227,7 +228,9 @@ def run_service(recognizer: Recognizer, call: Callable[[RecognizerService], Any]
     """Run ``call(service)`` on a fresh service and event loop; returns its result or ``Aborted``."""
 
     async def main() -> Any:
-        service = RecognizerService(recognizer, StreamBatcher(recognizer.streaming.model), Metrics(), LIMITS)
+        service = RecognizerService(
+            Engine(recognizer, StreamBatcher(recognizer.streaming.model), Metrics(), LIMITS)
+        )
         try:
             return await asyncio.wait_for(call(service), HANG_S)
         except Aborted as e:
