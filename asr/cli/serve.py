@@ -31,6 +31,7 @@ def _serve(args: argparse.Namespace) -> int:
             tls_key=args.tls_key,
             tokens=tokens,
             metrics_port=args.metrics_port,
+            ws_port=args.ws_port,
             reuse_port=args.reuse_port,
             grace_s=args.grace,
             threads=args.threads,
@@ -85,6 +86,13 @@ def _register_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--token-file", help="file with one accepted bearer token per line")
     p.add_argument(
         "--metrics-port", type=int, default=None, help="serve Prometheus text on http://HOST:PORT/metrics"
+    )
+    p.add_argument(
+        "--ws-port",
+        type=int,
+        default=None,
+        help="also speak vosk-server's WebSocket protocol at ws://HOST:PORT/ and serve the web page at "
+        "http://HOST:PORT/ (wss/https with --tls-cert; same models, limits and tokens as gRPC)",
     )
     p.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT: run one server process per core")
     p.add_argument("--grace", type=float, default=10, help="seconds to drain streams on SIGTERM")
