@@ -20,8 +20,12 @@ Measured:
   hold back up to ~45 ms of every chunk until the next one arrives). Send times are
   taken by this script's own pacer as each chunk is handed to gRPC.
 * final latency: end of audio sent (the last chunk) to the final received.
-* server CPU (% of one core, from /proc/PID/stat over the run) and RSS (start, peak,
-  end); client CPU; error status codes; how far the client's pacing fell behind.
+* server CPU (% of one core, from /proc/PID/stat over the run, decode workers included)
+  and RSS (start, peak, end); client CPU; error status codes; how far the client's pacing
+  fell behind.
+* server CPU seconds per second of real-time stream: the server's CPU time over the run
+  divided by the audio seconds all streams sent. Unlike a stream count, this carries
+  over between machines (streams that fit ~ cores x headroom / this figure).
 
 Writes reports/load_bench.json and reports/load_bench.md (``--out`` changes the prefix);
 the exit code is 1 if any stream failed.
@@ -497,6 +501,12 @@ def quantiles(values: list[float]) -> dict[str, float | int | None]:
     }
 
 
+def _per_audio_second(cpu_percent: float, wall: float, records: list[Any]) -> float | None:
+    """Server CPU seconds over the run per second of audio the streams sent (None without audio)."""
+    audio = sum(r.audio_seconds for r in records)
+    return round(cpu_percent / 100 * wall / audio, 5) if audio > 0 and cpu_percent == cpu_percent else None
+
+
 def write_report(report: dict[str, Any], out: Path) -> str:
     """Write ``out``.json and ``out``.md; returns the markdown."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -521,6 +531,7 @@ def write_report(report: dict[str, Any], out: Path) -> str:
         f"{report['streams_without_final']} streams had theirs before the end of audio) |",
         f"| server CPU (with its decode workers), whole run / steady | {cpu['mean_percent']} / "
         f"{cpu['steady_percent']} % of one core |",
+        f"| server CPU seconds per second of real-time stream | {cpu.get('seconds_per_stream_second')} |",
         "| steady server CPU by part: event-loop thread / other threads / decode workers | "
         + " / ".join(str(v) for v in cpu.get("steady_parts_percent", {}).values())
         + " % |",
@@ -666,6 +677,9 @@ def main() -> int:
             "mean_percent": round(monitor.cpu_percent(start, end), 1),
             "steady_percent": round(monitor.cpu_percent(start + args.ramp, steady_end), 1),
             "steady_parts_percent": monitor.parts_percent(start + args.ramp, steady_end),
+            # Server CPU seconds (decode workers included) per second of audio streamed in real
+            # time: the figure that carries over to a machine with other cores or other counts.
+            "seconds_per_stream_second": _per_audio_second(monitor.cpu_percent(start, end), wall, records),
         },
         "server_rss_mb": {
             "start": round(rss_start * mb, 1),

@@ -10,8 +10,9 @@ The README's table sits between two markers:
     .venv/bin/python scripts/readme_table.py                   # print the rows
     .venv/bin/python scripts/readme_table.py --write README.md # replace the block in place
 
+Under the table it writes which sets were measured, from the report's ``sets`` and ``meta``.
 A report made with `--no-peer` has no PocketSphinx row; the README's existing peer row is then kept
-as it is (it names the session it came from).
+as it is.
 """
 
 from __future__ import annotations
@@ -82,17 +83,55 @@ def rows(report: dict) -> list[str]:
     return out
 
 
+def _minutes(s: dict) -> str:
+    return f"{s['utterances']} utterances, {s['audio_seconds'] / 60:.0f} min"
+
+
+def legend(report: dict) -> list[str]:
+    """The lines under the table that name the test sets and the conditions (none if the report lacks them)."""
+    sets, meta = report.get("sets") or {}, report.get("meta") or {}
+    parts = []
+    if "test" in sets:
+        parts.append(
+            f"**test**: the held-out test split ({_minutes(sets['test'])}), voices and sentences never trained on"
+        )
+    if "smoke" in sets:
+        parts.append(f"**smoke**: {sets['smoke']['utterances']} clips of real human speech")
+    if "pico" in sets:
+        parts.append(
+            f"**Pico**: {sets['pico']['utterances']} held-out sentences in SVOX Pico's en-GB voice, "
+            "which no training set holds"
+        )
+    if "latency" in sets:
+        chunk = meta.get("headline_chunk_ms", "?")
+        parts.append(
+            f"latency and RTF: the {sets['latency']['what']} of the test split streamed in simulated real time "
+            f"in {chunk} ms chunks, mean"
+        )
+    if "peer" in sets:
+        parts.append(f"† PocketSphinx on the {sets['peer']['what']} of the test split only")
+    if meta.get("date"):
+        parts.append(f"measured {meta['date'][:10]} on {meta.get('machine', 'an unnamed machine')}")
+    if not parts:
+        return []
+    return ["", "; ".join(parts) + "."]
+
+
 def block(report: dict, old_block: str = "") -> str:
     """The whole marked block; keeps an old PocketSphinx row (with as many columns) when the report has none."""
     lines = rows(report)
+    notes = legend(report)
     columns = HEADER.splitlines()[0].count("|")
     if "pocketsphinx" not in report["modes"]:
-        lines += [
+        kept = [
             line
             for line in old_block.splitlines()
             if line.startswith(f"| {PEER_LABEL}") and line.count("|") == columns
         ]
-    return "\n".join([START, HEADER, *lines, END])
+        lines += kept
+        if kept and notes and "peer" not in (report.get("sets") or {}):
+            notes[-1] += " The PocketSphinx row is kept from an earlier report on the same sets."
+    return "\n".join([START, HEADER, *lines, *notes, END])
 
 
 def main(argv: list[str] | None = None) -> int:
