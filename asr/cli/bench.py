@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from asr.cli.common import default_lm
+from asr.cli.common import HelpFormatter, default_lm
 
 log = logging.getLogger("asr")
 
@@ -61,7 +61,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "sweep and PocketSphinx side by side. Writes OUT/tradeoff.md, OUT/tradeoff.json and PNG plots. "
             "A full run takes about 15-20 min on a free 2-core machine; --quick about 3-5 min."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "--quick", action="store_true", help="60 test utterances, 30 for PocketSphinx, 2 chunk sizes"

@@ -8,6 +8,18 @@ from pathlib import Path
 Subparsers = argparse._SubParsersAction  # the type of ``parser.add_subparsers()``
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default once: not for switches, nor where the default is None
+    (such flags say in their help what happens without them)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or isinstance(
+            action, argparse._StoreTrueAction | argparse._StoreFalseAction
+        ):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def models_dir() -> Path:
     from asr.checkpoint import MODELS_DIR
 

@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from asr.cli.common import HelpFormatter
+
 
 def _engine_weights(specs: list[str] | None) -> dict[str, float] | None:
     """``["piper=1", "flite=0.5"]`` -> ``{"piper": 1.0, "flite": 0.5}``; None keeps the defaults."""
@@ -109,7 +111,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "dev and test hold out whole voices and whole sentences. Re-running the same command "
             "resumes; a larger --hours extends the corpus."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     build.add_argument("--hours", type=float, default=10.0, help="hours of training audio to build")
     build.add_argument("--out", default="data/corpus", help="output folder")
@@ -149,7 +151,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "Copy the transcribed human recordings of pocketsphinx-testdata and alsa-utils (~20 clips, "
             "~120 words) to 16 kHz wav with a manifest. Evaluation only."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     smoke.add_argument("--out", default="data/smoke", help="output folder")
     smoke.set_defaults(func=_corpus_smoke)
@@ -161,7 +163,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "UTTERANCE-ID.flac beside them) and write a JSONL manifest that `asr train --train` reads. "
             "`asr train` also accepts such a folder directly."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     libri.add_argument("root", help="folder to scan (recursively)")
     libri.add_argument("--out", required=True, help="manifest to write")
@@ -174,7 +176,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "at --min-snr dB or more. A uni-LSTM started on the full augmented corpus can sit on the "
             "CTC all-blank plateau; starting it on this subset avoids that (see models/streaming/MODEL_CARD.md)."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     clean.add_argument("manifest", help="corpus manifest, e.g. data/corpus/train.jsonl")
     clean.add_argument("--out", required=True, help="manifest to write, e.g. data/corpus/train-clean.jsonl")
@@ -190,7 +192,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "count is SCALE x its frequency share of the heard words, clamped to [FLOOR, CAP]. "
             "Needs `pip install wordfreq` (corpus building only)."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     select.add_argument(
         "--pool", default="data/corpus/text/train.txt", help="candidate sentences (a train.txt)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from asr.cli.common import default_lm, models_dir
+from asr.cli.common import HelpFormatter, default_lm, models_dir
 
 
 def _lm_build(args: argparse.Namespace) -> int:
@@ -46,7 +46,7 @@ def _register_lm(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
             "test sentences, are removed), binarise it (trie, 8-bit) and write lm.bin + unigrams.txt. "
             "Needs lmplz/build_binary: scripts/build-kenlm.sh."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--text", nargs="+", default=["data/corpus/text/train.txt"], help="training sentences")
     p.add_argument(
@@ -67,7 +67,7 @@ def _register_lm(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
             "Decode a dev manifest with beam search + LM over a grid of alpha/beta values and store "
             "the best pair in LM/lm.json, where the decoder picks it up. Use the dev split, never test."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     t.add_argument("--manifest", default="data/corpus/dev.jsonl", help="dev manifest")
     t.add_argument("--model", default="offline", help="model whose outputs are decoded")
@@ -129,7 +129,7 @@ def _register_fusion(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
             "other checkpoints ignores the file. Re-run after shipping either model. Use the dev "
             "split, never test. About 5 minutes for 480 dev utterances on 2 cores."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     t.add_argument("--manifest", default="data/corpus/dev.jsonl", help="dev manifest")
     t.add_argument("--streaming-model", default="streaming", help="streaming model name or path")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from asr.cli.common import default_lm
+from asr.cli.common import HelpFormatter, default_lm
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -56,7 +56,7 @@ def _register_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "grpc.health.v1 and server reflection. One batched LSTM step serves every live stream. "
             "SIGTERM drains in-flight streams within --grace seconds."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--host", default="[::]", help="address to bind")
     p.add_argument("--port", type=int, default=50051, help="port (0: pick a free one)")
@@ -172,7 +172,7 @@ def _register_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
             "bundled held-out-voice samples through the gRPC client paced in real time, show the "
             "partials as they arrive and each final, then shut the server down."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--port", type=int, default=50051, help="server port (0: any free port)")
     p.add_argument("--model", choices=["stream", "two-pass", "offline"], default="two-pass", help="mode")

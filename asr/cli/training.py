@@ -6,49 +6,14 @@ import argparse
 import os
 import sys
 
-from asr.cli.common import default_lm
+from asr.cli.common import HelpFormatter, default_lm
 
 
 def _train(args: argparse.Namespace) -> int:
+    from asr.config_flags import dataclass_from_args
     from asr.train import TrainConfig, run_training
 
-    config = TrainConfig(
-        out_dir=args.out,
-        train_manifests=args.train,
-        dev_manifest=args.dev,
-        kind=args.kind,
-        hidden=args.hidden,
-        layers=args.layers,
-        proj_dim=args.proj_dim,
-        dropout=args.dropout,
-        max_steps=args.steps,
-        max_frames=args.batch_frames,
-        max_utterances=args.batch_utterances,
-        loader_workers=args.loader_workers,
-        augment_on_device=args.augment_on_device,
-        lr=args.lr,
-        warmup_steps=args.warmup,
-        lr_half_life=args.lr_half_life,
-        anneal_steps=args.anneal_steps,
-        grad_clip=args.grad_clip,
-        specaugment=not args.no_specaugment,
-        bf16=args.bf16,
-        freq_warp=args.freq_warp,
-        channel_eq=args.channel_eq,
-        eval_every=args.eval_every,
-        save_every=args.save_every,
-        snapshot_every=args.snapshot_every,
-        log_every=args.log_every,
-        seed=args.seed,
-        threads=args.threads,
-        device=args.device,
-        feature_jobs=args.feature_jobs,
-        cache_dir=args.cache_dir,
-        max_wall_minutes=args.max_minutes,
-        anneal_minutes=args.anneal_minutes,
-        init_from=args.init_from,
-    )
-    best = run_training(config)
+    best = run_training(dataclass_from_args(TrainConfig, args))
     print(f"best checkpoint: {best}")
     return 0
 
@@ -63,106 +28,13 @@ def _register_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "the same --out resumes exactly from OUT/last.pt; the best dev-CER model is OUT/best.pt. "
             "For several processes: torchrun --nproc_per_node N -m asr.cli train ..."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--kind", choices=["streaming", "offline"], default="streaming", help="model type")
-    p.add_argument("--train", nargs="+", required=True, metavar="MANIFEST", help="JSONL training manifest(s)")
-    p.add_argument("--dev", metavar="MANIFEST", help="JSONL dev manifest for periodic greedy CER/WER")
-    p.add_argument("--out", required=True, help="run folder (resume state, best checkpoint, log)")
-    p.add_argument("--steps", type=int, default=20000, help="total optimizer steps")
-    p.add_argument("--batch-frames", type=int, default=16000, help="padded 10 ms frames per batch")
-    p.add_argument("--lr", type=float, default=1.5e-3, help="peak learning rate")
-    p.add_argument("--warmup", type=int, default=600, help="warm-up steps")
-    p.add_argument("--lr-half-life", type=int, default=4000, help="steps per halving of the lr")
-    p.add_argument(
-        "--anneal-steps",
-        type=int,
-        default=0,
-        help="ramp the lr linearly down to its floor over the last N steps before --steps "
-        "(can be set when resuming, to finish a run inside a time budget)",
-    )
-    p.add_argument("--grad-clip", type=float, default=5.0, help="gradient-norm clip")
-    p.add_argument("--hidden", type=int, default=None, help="LSTM units (per direction)")
-    p.add_argument("--layers", type=int, default=None, help="LSTM layers")
-    p.add_argument("--proj-dim", type=int, default=None, help="input projection size")
-    p.add_argument(
-        "--dropout",
-        type=float,
-        default=0.1,
-        help="dropout after the input projection, between LSTM layers and before the output head "
-        "(no weights, so a resumed or warm-started run may change it)",
-    )
-    p.add_argument("--no-specaugment", action="store_true", help="disable SpecAugment")
-    p.add_argument(
-        "--freq-warp",
-        type=float,
-        default=0.0,
-        help="vocal tract length perturbation: warp each utterance's frequency axis by a random "
-        "factor in [1-W, 1+W] (e.g. 0.1; 0 = off)",
-    )
-    p.add_argument(
-        "--channel-eq",
-        type=float,
-        default=0.0,
-        metavar="DB",
-        help="microphone/channel colouring: add a random smooth EQ curve (tilt and bows, up to "
-        "about DB dB) to each utterance's log-mel (e.g. 6; 0 = off)",
-    )
-    p.add_argument(
-        "--bf16",
-        action="store_true",
-        help="bfloat16 autocast in the training forward pass (weights, optimizer and dev eval stay fp32); "
-        "on CPUs with AVX512-BF16 the BiLSTM trains ~1.7x faster",
-    )
-    p.add_argument("--eval-every", type=int, default=500, help="steps between dev evaluations")
-    p.add_argument("--save-every", type=int, default=250, help="steps between resume saves")
-    p.add_argument(
-        "--snapshot-every",
-        type=int,
-        default=0,
-        help="also keep the weights every N steps as OUT/snapshots/step-NNNNNNN.pt (shippable fp16, "
-        "7-9 MB each), to average the last few with 'asr average' (0 = off)",
-    )
-    p.add_argument("--log-every", type=int, default=25, help="steps between progress lines")
-    p.add_argument("--seed", type=int, default=1234, help="random seed")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument(
-        "--batch-utterances",
-        type=int,
-        default=128,
-        help="utterances per batch at most (raise it with --batch-frames on a GPU)",
-    )
-    p.add_argument(
-        "--loader-workers",
-        type=int,
-        default=0,
-        help="processes that collate and augment batches ahead of the model (0: in the training "
-        "process; a GPU needs several to be kept busy)",
-    )
-    p.add_argument(
-        "--augment-on-device",
-        action="store_true",
-        help="frequency warp, normalisation and SpecAugment on whole batches on the model's device "
-        "(with a GPU, per-utterance augmentation in the loader is the bottleneck)",
-    )
-    p.add_argument(
-        "--feature-jobs", type=int, default=os.cpu_count() or 1, help="processes for feature caching"
-    )
-    p.add_argument("--cache-dir", default="data/feats", help="feature cache folder")
-    p.add_argument("--max-minutes", type=float, default=0.0, help="stop and save after this many minutes")
-    p.add_argument(
-        "--anneal-minutes",
-        type=float,
-        default=0.0,
-        help="ramp the lr linearly down to its floor over the last N minutes of --max-minutes "
-        "(a time-boxed run on a machine of unknown speed; use instead of --anneal-steps)",
-    )
-    p.add_argument(
-        "--init-from",
-        default=None,
-        help="warm start from this checkpoint (e.g. models/streaming/model.pt) when OUT/last.pt is absent",
-    )
+    from asr.config_flags import add_dataclass_flags
+    from asr.train import TrainConfig
+
+    # The CLI caches features with every core; a library caller's TrainConfig gets one process.
+    add_dataclass_flags(p, TrainConfig, defaults={"feature_jobs": os.cpu_count() or 1})
     p.set_defaults(func=_train)
 
 
@@ -192,7 +64,7 @@ def _register_average(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "nearer its centre and decodes better than any one of them. The result is a shippable "
             "checkpoint (fp16), usable wherever a model path is."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "checkpoints", nargs="+", metavar="CKPT", help="checkpoints of one run (e.g. RUN/snapshots/*.pt)"
@@ -227,7 +99,7 @@ def _register_widen(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "direction, and the wider model gives the same outputs as the trained one until training "
             "continues it: asr train --kind KIND --hidden HIDDEN --init-from OUT ..."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("checkpoint", metavar="CKPT", help="a trained checkpoint (e.g. models/offline/model.pt)")
     p.add_argument(
@@ -302,7 +174,7 @@ def _register_eval(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
             "Decode a JSONL manifest (greedy, or beam search with the tuned KenLM) and report WER, CER, "
             "real-time factor and counts."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--manifest", required=True, help="JSONL manifest (audio_filepath, duration, text)")
     p.add_argument("--model", default="streaming", help="streaming, offline, or a checkpoint path")

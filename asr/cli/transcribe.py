@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from asr.cli.common import default_lm, positive_int
+from asr.cli.common import HelpFormatter, default_lm, positive_int
 
 
 def _transcribe(args: argparse.Namespace) -> int:
@@ -68,7 +68,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "global timestamps). A file that fails is reported and the rest go on; the exit code is 1 "
             "if any file failed."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="audio files")
     p.add_argument(
