@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 STEP_SECONDS = 0.03  # 3 stacked 10 ms frames
 # Beam width of offline-mode finals (whole files: `asr transcribe`, Recognizer.transcribe).
 # Live finals keep DecoderOptions.beam_width (32), whose cost a final's latency and the
-# server's capacity pay. Chosen on the dev split (480 utterances, fused BiLSTM, tuned LM,
-# session 25): WER 26.54 / 26.12 / 26.08 / 26.02% and CER 12.97 / 12.71 / 12.57 / 12.47% at
+# server's capacity pay. Chosen on the dev split (480 utterances, fused BiLSTM, tuned LM):
+# WER 26.54 / 26.12 / 26.08 / 26.02% and CER 12.97 / 12.71 / 12.57 / 12.47% at
 # widths 32 / 64 / 128 / 256, the search costing about twice as much per doubling.
 OFFLINE_BEAM_WIDTH = 128
 

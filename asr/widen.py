@@ -13,7 +13,7 @@ then training continues from there. Two ways:
 - ``zero``: the new units get a fresh random init on their inputs, but every weight
   leaving them starts at zero (their columns in the trained units' recurrent matrices,
   in the next layer's input matrix and in the CTC head). Exact, but slow to be used:
-  after 2,250 steps at lr 1.5e-4 (session 24) the new columns of the BiLSTM's head had
+  after 2,250 steps at lr 1.5e-4 the new columns of the BiLSTM's head had
   2.5% of the norm of the trained ones.
 """
 

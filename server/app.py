@@ -83,8 +83,8 @@ class ServerConfig:
     threads: int = 0
     # int8 weights for the streaming model's batched steps: 2-4x less CPU per step, and
     # outputs move slightly (see asr.model.quantize_int8): on the 1080-utterance test split
-    # the streaming model's WER with the LM goes 37.79 -> 37.86%. On by default since
-    # session 22; False runs the float model (chunked decoding then equals whole-utterance).
+    # the streaming model's WER with the LM goes 37.79 -> 37.86%. False runs the float
+    # model (chunked decoding then equals whole-utterance).
     int8: bool = True
     # Beam search of the finals (None: the decoder's defaults, 32 and -5). A smaller beam
     # or a higher token floor makes each final cheaper at some cost in accuracy.
@@ -98,11 +98,11 @@ class ServerConfig:
     # The event loop, gRPC's poller, the batcher and the finals' threads share one GIL;
     # at Python's default 5 ms a thread that wakes for one message can wait a whole
     # interval behind a busy one. 1 ms halved p95 latencies at 200 streams (0.2 ms was
-    # worse again: more switching); see docs/CAPACITY.md.
+    # worse again: more switching); see docs/serving.md.
     gil_switch_ms: float | None = 1.0
     # gc.freeze() once the models are loaded: the LM's character trie and the models are
     # hundreds of thousands of long-lived objects, and every full collection walked them
-    # with the GIL held (up to 0.63 s at 200 streams; docs/CAPACITY.md, session 22).
+    # with the GIL held (up to 0.63 s at 200 streams; docs/serving.md).
     # Process-wide: objects that exist then are never collected, so an app that embeds
     # the server and builds much cyclic garbage before it may want False.
     gc_freeze: bool = True
@@ -142,7 +142,7 @@ def _serving_recognizer(config: ServerConfig, recognizer: Recognizer) -> Recogni
     if workers:
         decoder = PooledDecoder(decoder, workers)  # type: ignore[assignment]
     # Every final the server sends, offline Recognize included, uses --beam-width: the
-    # capacity it was measured at (docs/CAPACITY.md), not the wider offline_beam_width.
+    # capacity it was measured at (docs/serving.md), not the wider offline_beam_width.
     return Recognizer(streaming, recognizer.offline, decoder, recognizer.fusion)
 
 

@@ -5,7 +5,7 @@ Each case asserts what the client sees (status code and message) and, for the sh
 server, that it is unharmed afterwards: health SERVING and no live stream left behind.
 Cases already covered by tests/test_server.py (audio before config, two configs, odd
 PCM16 byte counts across chunks, oversize messages, the stream limit, half-close without
-audio) are not repeated here; docs/RELIABILITY.md lists every case and its test.
+audio) are not repeated here; docs/reliability.md lists every case and its test.
 """
 
 from __future__ import annotations

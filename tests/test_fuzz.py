@@ -11,7 +11,7 @@ OUT_OF_RANGE with a message) and ``AudioError``. Any other exception, a hang, or
 stream left counted as live fails the test.
 
 Budget: ``FUZZ_EXAMPLES`` inputs in all (default 300, about 20 s), shared by the tests
-below in proportion to ``WEIGHTS``. The long run recorded in docs/RELIABILITY.md:
+below in proportion to ``WEIGHTS``. The long run recorded in docs/reliability.md:
 
     FUZZ_EXAMPLES=10000 .venv/bin/python -m pytest tests/test_fuzz.py --hypothesis-show-statistics
 """

@@ -487,7 +487,7 @@ def test_default_decode_workers_follow_the_cores(monkeypatch: pytest.MonkeyPatch
 
 
 def test_default_server_runs_int8_with_a_decode_worker(server: RunningServer) -> None:
-    """The defaults are the measured capacity settings (docs/CAPACITY.md, session 22)."""
+    """The defaults are the measured capacity settings (docs/serving.md)."""
     recognizer = server.handle.service.recognizer
     assert any("quantized" in type(m).__module__ for m in recognizer.streaming.model.modules())
     if (os.cpu_count() or 1) >= 2:

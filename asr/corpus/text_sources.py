@@ -73,7 +73,7 @@ def bible_texts() -> Iterator[str]:
     out = subprocess.run(
         [exe, "-f", "-l100000", "gen1:1-rev22:21"], capture_output=True, text=True, check=False
     ).stdout
-    # Known issue (session 18): `bible -f` prints the reference before each verse ("Exo2:18 And
+    # Known issue: `bible -f` prints the reference before each verse ("Exo2:18 And
     # when..."), which the line below does not remove, so a verse's first sentence is spoken as
     # "exo two eighteen and when ..." (about 18% of train.txt). Stripping it here would change the
     # sentences' split hashes and so every split of the next corpus build; a fix should key each
