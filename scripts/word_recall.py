@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Word recall by how often the word was heard in training: does rarer-in-training mean missed?
 
-    .venv/bin/python scripts/word_recall.py --models s19=models/offline/model.pt new=data/runs/offline/x.pt \
+    .venv/bin/python scripts/word_recall.py --models shipped=models/offline/model.pt new=data/runs/offline/x.pt \
         --manifest data/corpus/test.jsonl --heard data/corpus/train.jsonl data/corpus-piper/train.jsonl ... \
         --added data/corpus-common/train.jsonl
 

@@ -3,10 +3,9 @@
 A held-out test voice (flite ``rms``; the corpus never trains on it) speaks sentences
 that are not in the training text; the server must return exactly those words, streamed
 in two-pass mode and sent whole to ``Recognize`` in offline mode. These tests measure
-the shipped checkpoints. They were marked as expected failures of the under-trained models
-until session 15, whose checkpoints (offline test-split CER 18.6% greedy, see
-models/offline/MODEL_CARD.md) get all six cases exactly right with the LM; since then they
-are hard tests, so a new checkpoint that loses one of these sentences fails here.
+the shipped checkpoints, which get all six cases exactly right with the LM (see
+models/offline/MODEL_CARD.md for their accuracy): a new checkpoint that loses one of these
+sentences fails here.
 
 The rest of the service contract is tested on tiny models in tests/test_server.py, not
 repeated here:

@@ -140,7 +140,7 @@ def test_epochs_with_fewer_batches_than_the_last(
     tmp_path: Path, tiny_manifest: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Each epoch's shuffle can pack fewer batches than the one before; a run crossing into
-    # such an epoch once indexed past its end (an IndexError at step 23200 of session 8).
+    # such an epoch must not index past its end (an IndexError at an epoch boundary).
     from asr import train as train_module
 
     real = train_module.bucket_batches
