@@ -502,8 +502,9 @@ def quantiles(values: list[float]) -> dict[str, float | int | None]:
 
 
 def _per_audio_second(cpu_percent: float, wall: float, records: list[Any]) -> float | None:
-    """Server CPU seconds over the run per second of audio the streams sent (None without audio)."""
-    audio = sum(r.audio_seconds for r in records)
+    """Server CPU seconds over the run per second of audio that streams sent and got their results
+    for (streams that ended OK; None if there were none)."""
+    audio = sum(r.audio_seconds for r in records if r.status == "OK")
     return round(cpu_percent / 100 * wall / audio, 5) if audio > 0 and cpu_percent == cpu_percent else None
 
 
