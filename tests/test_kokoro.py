@@ -197,6 +197,10 @@ def test_filter_keeps_intelligible_styles_and_resumes(tmp_path: Path) -> None:
     more = filter_styles(path, engine, pitch_scorer(), FilterConfig(styles=26, threshold=0.4, scorer="fake"))
     assert len(engine.session.calls) == calls + 2 * len(PROBE_SENTENCES)  # type: ignore[attr-defined]
     assert set(kept) <= set(more)
+    calls = len(engine.session.calls)  # type: ignore[attr-defined]
+    other = FilterConfig(styles=26, threshold=0.4, scorer="another recogniser")
+    assert filter_styles(path, engine, pitch_scorer(), other) == more  # rescored from scratch
+    assert len(engine.session.calls) == calls + 26 * len(PROBE_SENTENCES)  # type: ignore[attr-defined]
 
     assert kept_styles({"k0001": {"error": 0.4}, "k0002": {"error": 0.41}}, 0.4) == ["k0001"]
 

@@ -466,13 +466,16 @@ def filter_styles(
     ``path`` (JSON) records the filter's settings and every style's score; it is rewritten
     after each style, so an interrupted filter resumes where it stopped.
     """
-    record: dict[str, Any] = {"config": None, "scores": {}}
+    settings = {**dataclasses.asdict(config), "probes": list(PROBE_SENTENCES), "style_seed": STYLE_SEED}
+    record: dict[str, Any] = {"config": settings, "scores": {}}
     if path.exists():
         record = json.loads(path.read_text(encoding="utf-8"))
-        if record.get("config", {}).get("scorer") != config.scorer:
-            log.warning("%s was scored by %s; rescoring with %s", path, record["config"], config.scorer)
+        old = record.get("config") or {}
+        same = ("scorer", "metric", "probes", "style_seed")
+        if any(old.get(key) != settings[key] for key in same):
+            log.warning("%s was scored with other settings (%s); rescoring", path, old)
             record["scores"] = {}
-    record["config"] = {**config.__dict__, "probes": list(PROBE_SENTENCES), "style_seed": STYLE_SEED}
+    record["config"] = settings
     scores: dict[str, dict[str, Any]] = record["scores"]
     for index in range(config.styles):
         name = style_name(index)
