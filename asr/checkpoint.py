@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from asr.features import FeatureConfig, Normalizer
+from asr.features import FeatureConfig, Normalizer, log_mel
+from asr.inference import BATCH_FRAMES, batch_log_probs, sorted_log_probs
 from asr.model import CTCModel, ModelConfig
 from asr.text import Vocabulary
 
@@ -48,6 +51,29 @@ class LoadedModel:
     @property
     def kind(self) -> str:
         return self.model.config.kind
+
+    def inputs(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Normalised model input: 1-D ``x`` is audio at ``features.sample_rate`` (log-mel
+        first), 2-D ``x`` is ``(T, n_mels)`` log-mel; both then get this model's normaliser."""
+        if x.ndim == 1:
+            return self.normalizer(log_mel(x, self.features))
+        if x.ndim == 2 and x.shape[1] == self.features.n_mels:
+            return self.normalizer(torch.as_tensor(x))
+        raise ValueError(f"expected 1-D audio or (T, {self.features.n_mels}) log-mel, got {tuple(x.shape)}")
+
+    def log_probs(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Whole-utterance ``(T', V)`` log-probs of audio or log-mel (see :meth:`inputs`)."""
+        return batch_log_probs(self.model, [self.inputs(x)])[0].numpy()
+
+    def log_probs_many(
+        self,
+        xs: Sequence[np.ndarray | torch.Tensor],
+        max_frames: int = BATCH_FRAMES,
+        progress: str | None = None,
+    ) -> list[np.ndarray]:
+        """:meth:`log_probs` of many utterances, batched by length; results in input order."""
+        feats = [self.inputs(x) for x in xs]
+        return [lp.numpy() for lp in sorted_log_probs(self.model, feats, max_frames, progress=progress)]
 
 
 def git_commit() -> str:

@@ -9,14 +9,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from asr.audio import AudioError, load_audio
 from asr.checkpoint import LoadedModel, load_model
-from asr.data import FeatureSet, pack_batches
+from asr.data import FeatureSet
 from asr.decoding import Decoder
-from asr.features import log_mel
+from asr.inference import batch_log_probs, length_batches
 from asr.manifest import read_manifest
 from asr.metrics import ErrorCounts, error_rates, error_rates_by
 from asr.model import CTCModel
@@ -25,22 +24,7 @@ from asr.text import greedy_decode, normalize_text
 log = logging.getLogger(__name__)
 
 
-def _length_batches(lengths: Sequence[int], max_frames: int) -> list[list[int]]:
-    return pack_batches(
-        np.argsort(np.asarray(lengths), kind="stable"), lengths, max_frames, max_utterances=10**9
-    )
-
-
-@torch.inference_mode()
-def batch_log_probs(
-    model: CTCModel, feats: Sequence[torch.Tensor], device: torch.device | str = "cpu"
-) -> list[torch.Tensor]:
-    """Whole-utterance log-probs for normalised features, one ``(T', V)`` tensor each."""
-    model.eval()
-    lengths = torch.tensor([len(f) for f in feats])
-    x = torch.nn.utils.rnn.pad_sequence(list(feats), batch_first=True).to(device)  # (B, T, M)
-    log_probs, out_lengths, _ = model(x, lengths.to(device))
-    return [lp[: int(n)].cpu() for lp, n in zip(log_probs, out_lengths, strict=True)]
+__all__ = ["batch_log_probs"]  # the inference path, for callers that import it from here
 
 
 def decode_feature_set(
@@ -52,7 +36,7 @@ def decode_feature_set(
 ) -> list[str]:
     """Greedy transcripts for every utterance of a cached feature set."""
     hyps = [""] * len(data)
-    for batch in _length_batches(list(data.lengths), max_frames):
+    for batch in length_batches(list(data.lengths), max_frames):
         feats = [normalizer(data.features(i)) for i in batch]
         for i, lp in zip(batch, batch_log_probs(model, feats, device), strict=True):
             hyps[i] = greedy_decode(lp)
@@ -174,11 +158,11 @@ def evaluate_manifest(
             failed += 1
             continue
         audio_seconds += len(audio) / loaded.features.sample_rate
-        feats.append(loaded.normalizer(log_mel(audio, loaded.features)))
+        feats.append(loaded.inputs(audio))
         kept.append(e)
     hyps = [""] * len(kept)
     for batch in tqdm(
-        _length_batches([len(f) for f in feats], max_frames), desc="decode", disable=not progress
+        length_batches([len(f) for f in feats], max_frames), desc="decode", disable=not progress
     ):
         for i, lp in zip(batch, batch_log_probs(loaded.model, [feats[i] for i in batch]), strict=True):
             hyps[i] = greedy_decode(lp) if decoder is None else decoder.beam(lp.numpy())[0].text

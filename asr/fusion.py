@@ -13,7 +13,7 @@ with the wrong shift it hurts too. The delay is not one number: for the shipped 
 4 steps (120 ms) on most dev utterances and 5 on many others, and on held-out voices
 more often 5 (half of flite rms's test utterances). So by default (``shift=None``) each
 utterance gets its own: the lag, within ``MAX_SHIFT`` steps, at which the two models'
-non-blank probabilities line up best. Session 23 measured both on the dev split and on
+non-blank probabilities line up best. Both were measured on the dev split and on
 held-out sets (test, the Pico voice, the real-speech smoke clips): a fixed shift of 4, the
 best on dev, gained 1.2 WER points there but lost CER on every held-out set; the
 per-utterance shift lowered WER on all of them, by less than on dev (README, "Two-pass
@@ -188,11 +188,13 @@ def manifest_log_probs(
     from tqdm import tqdm
 
     from asr.audio import AudioError, load_audio
-    from asr.evaluate import _length_batches, batch_log_probs
     from asr.features import log_mel
     from asr.manifest import read_manifest
     from asr.text import normalize_text
 
+    for m in models:
+        if m.features != models[0].features:
+            raise ValueError(f"expected one feature configuration, got {m.features} and {models[0].features}")
     refs: list[str] = []
     mels: list[torch.Tensor] = []
     for e in tqdm(read_manifest(manifest)[:limit], desc="features", disable=not progress):
@@ -203,16 +205,8 @@ def manifest_log_probs(
             continue
         mels.append(log_mel(audio, models[0].features))
         refs.append(normalize_text(str(e["text"])))
-    out: list[list[np.ndarray]] = [[] for _ in mels]
-    for m in models:
-        if m.features != models[0].features:
-            raise ValueError(f"expected one feature configuration, got {m.features} and {models[0].features}")
-        feats = [m.normalizer(x) for x in mels]
-        for batch in tqdm(
-            _length_batches([len(f) for f in feats], 60_000), desc=m.kind, disable=not progress
-        ):
-            for i, lp in zip(batch, batch_log_probs(m.model, [feats[i] for i in batch]), strict=True):
-                out[i].append(lp.numpy())
+    per_model = [m.log_probs_many(mels, progress=m.kind if progress else None) for m in models]
+    out = [list(lps) for lps in zip(*per_model, strict=True)] if mels else []
     return refs, out
 
 

@@ -26,20 +26,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from asr.decode_pool import PooledDecoder
 from asr.decoding import STEP_SECONDS, Decoder, Hypothesis
-from asr.evaluate import batch_log_probs
 from asr.features import Normalizer, log_mel
 from asr.fusion import Fusion
+from asr.inference import BATCH_FRAMES, sorted_log_probs
 from asr.model import CTCModel
 from asr.streaming import EventType, Result, SessionConfig
 
 log = logging.getLogger(__name__)
 
 PAD_STEPS = 5  # steps (150 ms) of context kept either side of a segment's speech
-BATCH_FRAMES = 60_000  # 10 ms frames per BiLSTM batch (10 minutes of audio)
 
 
 def speech_segments(
@@ -128,34 +126,14 @@ class OfflineBatchRecognizer:
     def log_probs(self, audios: Sequence[np.ndarray]) -> list[np.ndarray]:
         """BiLSTM log-probs ``(T', V)`` per 16 kHz array (fused, with a fusion), batched by length."""
         mels = [log_mel(a) for a in audios]
-        out: list[np.ndarray] = [np.zeros((0, self.model.config.vocab_size), np.float32)] * len(mels)
-        order = sorted(range(len(mels)), key=lambda i: len(mels[i]))
-        batch: list[int] = []
-
-        def run() -> None:
-            usable = [i for i in batch if len(mels[i]) >= self.model.config.stack]
-            if usable:
-                with torch.inference_mode():
-                    lps = batch_log_probs(self.model, [self.normalizer(mels[i]) for i in usable])
-                    lps = self._fuse(lps, [mels[i] for i in usable])
-                for i, lp in zip(usable, lps, strict=True):
-                    out[i] = lp.numpy()
-            batch.clear()
-
-        for i in order:
-            if batch and (len(batch) + 1) * len(mels[i]) > BATCH_FRAMES:
-                run()
-            batch.append(i)
-        if batch:
-            run()
-        return out
-
-    def _fuse(self, lps: list[torch.Tensor], mels: list[torch.Tensor]) -> list[torch.Tensor]:
-        """The BiLSTM's log-probs fused with the streaming model's, when both are set up."""
-        if self.fusion is None or self.streaming is None or self.streaming_normalizer is None:
-            return lps
-        unis = batch_log_probs(self.streaming, [self.streaming_normalizer(m) for m in mels])
-        return [torch.from_numpy(self.fusion(b.numpy(), u.numpy())) for b, u in zip(lps, unis, strict=True)]
+        lps = sorted_log_probs(self.model, [self.normalizer(m) for m in mels], BATCH_FRAMES)
+        if self.fusion is not None and self.streaming is not None and self.streaming_normalizer is not None:
+            # The streaming model's whole-file log-probs (batched the same way: same lengths).
+            unis = sorted_log_probs(
+                self.streaming, [self.streaming_normalizer(m) for m in mels], BATCH_FRAMES
+            )
+            return [self.fusion(b.numpy(), u.numpy()) for b, u in zip(lps, unis, strict=True)]
+        return [lp.numpy() for lp in lps]
 
     def submit(self, audios: Sequence[np.ndarray], config: SessionConfig = SessionConfig()) -> list[Any]:
         """Run the model now and queue the beam searches; :meth:`collect` gives the finals.

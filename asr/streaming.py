@@ -1,22 +1,32 @@
 """One streaming recognition session: PCM chunks in, partial and final results out.
 
-The session is split in two halves so that a server can batch the model step across
-many sessions (see ``asr.server.batcher``):
+The session's state is explicit and in three parts, so that a server can batch the
+model step across many sessions (see ``asr.server.batcher``):
 
-1. :meth:`StreamingSession.push_audio` resamples, computes log-mel frames and returns
-   the normalised frames that are ready for the model (a multiple of the 3-frame stack);
-2. :meth:`StreamingSession.consume` takes the model's log-probs for those frames and
-   returns results: partials while an utterance is open, a final at each endpoint.
+- :attr:`StreamingSession.frontend` (:class:`asr.frontend.FrontEnd`): resampler,
+  streaming log-mel and the frames short of a model step;
+- :attr:`StreamingSession.state`: the LSTM's ``(h, c)``, carried from step to step;
+- :attr:`StreamingSession.endpointer` (:class:`asr.endpoint.Endpointer`): where the
+  current utterance stands with respect to its end.
 
-:meth:`StreamingSession.accept_audio` does both with a direct model call.
+A chunk goes through three calls:
 
-Endpointing (per-session :class:`EndpointConfig`): an utterance ends after a run of
-blank steps (trailing silence), at the maximum utterance length, or when the caller
-forces it; an initial-silence timeout ends a stream in which nobody speaks. At each
-endpoint the final comes from beam search + LM over the streaming model's log-probs
-(mode ``stream``) or over the BiLSTM's log-probs of the buffered utterance (``two-pass``),
-fused with the utterance's streaming log-probs when a tuned :class:`asr.fusion.Fusion` is given.
-Memory per session is bounded by the maximum utterance length.
+1. :meth:`StreamingSession.push_audio` returns the normalised frames that are ready for
+   the model (a multiple of the 3-frame stack);
+2. a step function ``(frames, state) -> (log_probs, state)``: :meth:`StreamingSession.run_model`
+   for this session alone, or a batcher's for many;
+3. :meth:`StreamingSession.consume` takes the log-probs and the new state and returns
+   results: partials while an utterance is open, a final at each endpoint.
+
+:meth:`StreamingSession.accept_audio` does all three with a direct model call.
+
+Endpointing (per-session :class:`EndpointConfig`, rules in :mod:`asr.endpoint`): an
+utterance ends after a run of blank steps (trailing silence), at the maximum utterance
+length, or when the caller forces it; an initial-silence timeout ends a stream in which
+nobody speaks. At each endpoint the final comes from beam search + LM over the streaming
+model's log-probs (mode ``stream``) or over the BiLSTM's log-probs of the buffered utterance
+(``two-pass``), fused with the utterance's streaming log-probs when a tuned
+:class:`asr.fusion.Fusion` is given. Memory per session is bounded by the maximum utterance length.
 """
 
 from __future__ import annotations
@@ -30,41 +40,28 @@ from enum import StrEnum
 import numpy as np
 import torch
 
-from asr.audio import SAMPLE_RATE, StreamResampler
+from asr.audio import SAMPLE_RATE
 from asr.decoding import STEP_SECONDS, Decoder, Hypothesis, UtteranceSearch
-from asr.evaluate import batch_log_probs
-from asr.features import Normalizer, StreamingFeatureExtractor, log_mel
+from asr.endpoint import Boundary, EndpointConfig, Endpointer
+from asr.features import Normalizer
+from asr.frontend import FrontEnd
 from asr.fusion import Fusion
+from asr.inference import batch_log_probs, stream_step
 from asr.model import CTCModel, LSTMState
 
 log = logging.getLogger(__name__)
 
 MODES = ("stream", "two-pass", "offline")
 
-
-@dataclass(frozen=True)
-class EndpointConfig:
-    """When an utterance ends.
-
-    Attributes:
-        trailing_silence_ms: blank steps after speech that end an utterance.
-        max_utterance_ms: an utterance is cut here even while speech goes on.
-        initial_silence_timeout_ms: end the stream if no speech starts by then (0: never).
-    """
-
-    trailing_silence_ms: int = 600
-    max_utterance_ms: int = 20000
-    initial_silence_timeout_ms: int = 0
-
-    def __post_init__(self) -> None:
-        if self.trailing_silence_ms < STEP_SECONDS * 1000:
-            raise ValueError(f"expected trailing_silence_ms >= 30, got {self.trailing_silence_ms}")
-        if self.max_utterance_ms < 1000:
-            raise ValueError(f"expected max_utterance_ms >= 1000, got {self.max_utterance_ms}")
-        if self.initial_silence_timeout_ms < 0:
-            raise ValueError(
-                f"expected initial_silence_timeout_ms >= 0, got {self.initial_silence_timeout_ms}"
-            )
+__all__ = [
+    "MODES",
+    "EndpointConfig",
+    "EventType",
+    "Result",
+    "SessionConfig",
+    "StreamingSession",
+    "results_text",
+]
 
 
 @dataclass(frozen=True)
@@ -117,13 +114,13 @@ class Result:
 
 @dataclass
 class _Utterance:
+    """Decoding state of the open utterance (its endpoint state is the session's Endpointer)."""
+
     start_step: int  # global step index of the first step of this utterance
     search: UtteranceSearch | None = None  # beam search of the streaming log-probs, fed as they come
     frames: list[torch.Tensor] = field(default_factory=list)  # normalised frames (two-pass)
     log_probs: list[np.ndarray] = field(default_factory=list)  # streaming log-probs (two-pass fusion)
     steps: int = 0
-    speech_started: bool = False
-    blank_run: int = 0
     last_token: int = 0
     text: str = ""  # greedy partial so far
     char_steps: list[int] = field(default_factory=list)  # local step of each emitted char
@@ -161,11 +158,9 @@ class StreamingSession:
         self.offline_normalizer = offline_normalizer or normalizer
         self.fusion = fusion if config.mode == "two-pass" else None
         self.stack = model.config.stack
-        self.resampler = StreamResampler(config.sample_rate, SAMPLE_RATE)
-        self.features = StreamingFeatureExtractor()
-        self.state: LSTMState | None = None
-        self._pending = torch.zeros(0, model.config.n_mels)  # frames not yet a full stack
-        self.step = 0  # global model steps consumed
+        self.frontend = FrontEnd(config.sample_rate, normalizer, self.stack)
+        self.state: LSTMState | None = None  # the LSTM's (h, c) after the last consumed step
+        self.endpointer = Endpointer(config.endpoint)
         self.utterance_index = 0
         # The streaming log-probs need a beam search for stream-mode finals and beam partials;
         # two-pass finals search the BiLSTM's log-probs of the whole utterance instead.
@@ -178,13 +173,11 @@ class StreamingSession:
         self._last_partial = ""
         self._vocab_labels = decoder.vocab.labels
         self._blank = decoder.vocab.blank
-        trailing = config.endpoint.trailing_silence_ms / 1000
-        self._endpoint_steps = max(1, round(trailing / STEP_SECONDS))
-        self._max_steps = round(config.endpoint.max_utterance_ms / 1000 / STEP_SECONDS)
-        # Never early: the first step at or after the timeout.
-        self._initial_timeout_steps = math.ceil(
-            config.endpoint.initial_silence_timeout_ms / 1000 / STEP_SECONDS - 1e-9
-        )
+
+    @property
+    def step(self) -> int:
+        """Model steps consumed in the whole stream."""
+        return self.endpointer.steps
 
     # ----------------------------------------------------------- model input
     def push_audio(self, audio: np.ndarray) -> torch.Tensor:
@@ -193,43 +186,40 @@ class StreamingSession:
         Returns:
             ``(T, n_mels)`` with ``T`` a multiple of the stack (possibly 0).
         """
-        return self.frames_from_mels(log_mel(self.take_audio(audio), self.features.config))
+        self._check_open()
+        return self.frontend.push_audio(audio)
 
     def take_audio(self, audio: np.ndarray) -> np.ndarray:
-        """First half of :meth:`push_audio`: resample and buffer; return the 16 kHz samples
-        whose log-mel frames are complete (for a server that computes the log-mel of many
-        streams at once with :func:`asr.features.log_mel_many`)."""
-        if self.finished:
-            raise RuntimeError("session already finished")
-        return self.features.take(self.resampler.process(np.asarray(audio, dtype=np.float32)))
-
-    def frames_from_mels(self, mels: torch.Tensor, normalized: bool = False) -> torch.Tensor:
-        """Second half of :meth:`push_audio`: normalise (unless the caller already did,
-        with this session's ``normalizer``), keep what is short of a stack."""
-        if len(mels):
-            frames = torch.cat([self._pending, mels if normalized else self.normalizer(mels)])
-        else:
-            frames = self._pending
-        usable = len(frames) // self.stack * self.stack
-        self._pending = frames[usable:]
-        return frames[:usable]
+        """First half of :meth:`push_audio` (:meth:`asr.frontend.FrontEnd.take_audio`): the
+        16 kHz samples whose log-mel frames are complete, for a server that computes the
+        log-mel of many streams at once and hands it to :attr:`frontend`."""
+        self._check_open()
+        return self.frontend.take_audio(audio)
 
     def flush_audio(self) -> torch.Tensor:
         """End of audio: drain the resampler; leftover frames short of a stack are dropped."""
-        audio16 = self.resampler.process(np.zeros(0, np.float32), last=True)
-        return self.frames_from_mels(self.features.accept(audio16))
+        return self.frontend.flush_audio()
+
+    def _check_open(self) -> None:
+        if self.finished:
+            raise RuntimeError("session already finished")
 
     # ---------------------------------------------------------- model output
-    def run_model(self, frames: torch.Tensor) -> np.ndarray:
-        """Single-session model step (the batcher does this for many sessions at once)."""
-        if len(frames) == 0:
-            return np.zeros((0, len(self._vocab_labels)), np.float32)
-        with torch.inference_mode():
-            lp, _, self.state = self.model(frames[None], torch.tensor([len(frames)]), self.state)
-        return lp[0].numpy()
+    def run_model(self, frames: torch.Tensor) -> tuple[np.ndarray, LSTMState | None]:
+        """This session's step function alone: ``(frames, state) -> (log_probs, state)``
+        from :attr:`state`, which stays as it is until :meth:`consume` takes the new one
+        (a batcher computes the same for many sessions at once)."""
+        return stream_step(self.model, frames, self.state)
 
-    def consume(self, frames: torch.Tensor, log_probs: np.ndarray) -> list[Result]:
-        """Advance the session with the model's output for ``frames``; return new results."""
+    def consume(self, frames: torch.Tensor, log_probs: np.ndarray, state: LSTMState | None) -> list[Result]:
+        """Advance the session with the model's output for ``frames``; return new results.
+
+        Args:
+            frames: what :meth:`push_audio` (or the front end) returned.
+            log_probs: the step function's ``(len(frames) / stack, V)`` output for them.
+            state: the LSTM state the step function returned; the session keeps it.
+        """
+        self.state = state
         results = self._advance(frames, log_probs) if len(log_probs) and not self.finished else []
         partial = self._partial_result()
         if partial is not None:
@@ -240,73 +230,48 @@ class StreamingSession:
         """Whether :meth:`consume` of ``steps`` new model steps may run a slow decode.
 
         Slow means a beam search or the offline model: at an endpoint, at the maximum
-        utterance length, at the initial-silence timeout, or for every beam partial.
-        When this is False, ``consume`` only advances greedy state (tens of
-        microseconds), so a server can call it on its event loop instead of a worker
-        thread. It errs towards True; it never changes what ``consume`` returns.
+        utterance length, at the initial-silence timeout (:meth:`Endpointer.may_end_within`),
+        or for every beam partial. When this is False, ``consume`` only advances greedy
+        state (tens of microseconds), so a server can call it on its event loop instead of
+        a worker thread. It errs towards True; it never changes what ``consume`` returns.
         """
         if self.finished:
             return False
         if self.config.interim_results and self.config.partial_decoder == "beam":
             return True
-        utt = self._utt
-        # An endpoint needs `_endpoint_steps` blanks after speech: the run so far plus
-        # these steps, or (speech starting within them) these steps alone.
-        endpoint = steps >= self._endpoint_steps or (
-            utt.speech_started and utt.blank_run + steps >= self._endpoint_steps
-        )
-        too_long = utt.steps + steps >= self._max_steps
-        timeout = (
-            self._initial_timeout_steps > 0
-            and self.utterance_index == 0
-            and self.step + steps >= self._initial_timeout_steps
-        )
-        return endpoint or too_long or timeout
+        return self.endpointer.may_end_within(steps)
 
     def _advance(self, frames: torch.Tensor, log_probs: np.ndarray) -> list[Result]:
         results: list[Result] = []
         utt = self._utt
+        ep = self.endpointer
         start = 0
-        for j, token in enumerate(log_probs.argmax(-1)):
-            token = int(token)
-            local = utt.steps + (j - start)
-            global_step = self.step + (j - start) + 1  # self.step counts steps up to `start`
+        for j, token in enumerate(log_probs.argmax(-1).tolist()):
+            local = ep.utterance_steps
+            started = ep.speech_started
+            boundary = ep.observe(token != self._blank)
             if token != self._blank:
-                if not utt.speech_started:
-                    utt.speech_started = True
-                    results.append(self._event(EventType.SPEECH_START, global_step - 1))
+                if not started:
+                    results.append(self._event(EventType.SPEECH_START, ep.steps - 1))
                 if token != utt.last_token:
                     ch = self._vocab_labels[token]
                     if not (ch == " " and (not utt.text or utt.text.endswith(" "))):
                         utt.text += ch
                         utt.char_steps.append(local)
-                utt.blank_run = 0
-            else:
-                utt.blank_run += 1
             utt.last_token = token
-            if (
-                not utt.speech_started
-                and self._initial_timeout_steps
-                and self.utterance_index == 0
-                and global_step >= self._initial_timeout_steps
-            ):
+            if boundary is Boundary.INITIAL_SILENCE_TIMEOUT:
                 self._append(utt, frames, log_probs, start, j + 1)
-                self.step += j + 1 - start
                 self.finished = True
-                results.append(self._event(EventType.INITIAL_SILENCE_TIMEOUT, global_step))
+                results.append(self._event(EventType.INITIAL_SILENCE_TIMEOUT, ep.steps))
                 return results
-            endpoint = utt.speech_started and utt.blank_run >= self._endpoint_steps
-            too_long = local + 1 >= self._max_steps
-            if endpoint or too_long:
+            if boundary is Boundary.UTTERANCE_END:
                 self._append(utt, frames, log_probs, start, j + 1)
-                self.step += j + 1 - start
                 results.extend(self._finalize())
                 utt = self._utt
                 start = j + 1
                 if self.finished:
                     return results
         self._append(utt, frames, log_probs, start, len(log_probs))
-        self.step += len(log_probs) - start
         return results
 
     def _append(self, utt: _Utterance, frames: torch.Tensor, log_probs: np.ndarray, a: int, b: int) -> None:
@@ -347,7 +312,8 @@ class StreamingSession:
             return None
         self._last_partial = hyp.text
         # Stability: share of characters emitted more than the endpoint window ago.
-        settled = sum(1 for s in utt.char_steps if utt.steps - s > self._endpoint_steps)
+        window = self.endpointer.endpoint_steps
+        settled = sum(1 for s in utt.char_steps if utt.steps - s > window)
         stability = round(settled / max(1, len(utt.char_steps)), 3)
         return Result(
             is_final=False,
@@ -380,7 +346,7 @@ class StreamingSession:
         """Close the current utterance: final result (if it held speech) and reset."""
         utt = self._utt
         results: list[Result] = []
-        if utt.speech_started:
+        if self.endpointer.speech_started:
             hyps = self._final_hypotheses()
             start = utt.start_step * STEP_SECONDS
             end = (utt.start_step + utt.steps) * STEP_SECONDS
@@ -398,6 +364,7 @@ class StreamingSession:
             self.utterance_index += 1
             if self.config.single_utterance:
                 self.finished = True
+        self.endpointer.next_utterance()
         if utt.search is not None:
             utt.search.close()
         self._utt = self._new_utterance(self.step) if not self.finished else _Utterance(self.step)
@@ -410,7 +377,7 @@ class StreamingSession:
     def accept_audio(self, audio: np.ndarray) -> list[Result]:
         """Push samples (float32 at the session rate) and run the model for this session."""
         frames = self.push_audio(audio)
-        return self.consume(frames, self.run_model(frames))
+        return self.consume(frames, *self.run_model(frames))
 
     def force_endpoint(self) -> list[Result]:
         """End the current utterance now (its final comes back, if it held speech)."""
@@ -423,7 +390,7 @@ class StreamingSession:
         if self.finished:
             return []
         frames = self.flush_audio()
-        results = self.consume(frames, self.run_model(frames)) if len(frames) else []
+        results = self.consume(frames, *self.run_model(frames)) if len(frames) else []
         if not self.finished:
             results.extend(self._finalize())
         self.finished = True

@@ -1,15 +1,19 @@
 """One batched LSTM step for every live stream that has audio pending.
 
-Streams submit their ready feature frames; the batcher waits until ``max_batch``
-submissions are queued or ``max_wait_ms`` has passed since the first one, stacks the
-streams' LSTM states, runs the model once for the whole batch and scatters log-probs
-and states back. Chunks of different lengths are padded and passed with their lengths:
-the model then packs the batch, so no padding ever reaches a stream's outputs or state.
-The model runs in a worker thread; torch releases the GIL while it computes.
+The batcher is a step function ``(frames, state) -> (log_probs, state)`` shared by many
+streams (:meth:`StreamBatcher.step`): each stream submits its ready feature frames and
+its LSTM state; the batcher waits until ``max_batch`` submissions are queued or
+``max_wait_ms`` has passed since the first one, runs the model once for the whole batch
+(:func:`asr.inference.stream_step_batch`) and returns each stream its log-probs and new
+state. It keeps no stream's state; the stream keeps it (``StreamingSession.consume``).
+Chunks of different lengths are padded and passed with their lengths: the model then
+packs the batch, so no padding ever reaches a stream's outputs or state. The model runs
+in a worker thread; torch releases the GIL while it computes. One batcher serves one
+model: a server with several models has a batcher per model.
 
-Streams may also submit raw 16 kHz samples (:meth:`StreamBatcher.step_audio`): the
-batch then computes every stream's log-mel in one call (:func:`asr.features.log_mel_many`)
-before the LSTM step. Per stream and chunk that costs a fraction of a separate log-mel
+Streams may also submit raw 16 kHz samples with their front end
+(:meth:`StreamBatcher.step_audio`): the batch then computes every stream's log-mel in one
+call (:func:`asr.features.log_mel_many`) before the LSTM step. Per stream and chunk that costs a fraction of a separate log-mel
 call, which was a third of the server's busy time at 50 streams.
 
 One call per batch matters on CPU: a step's cost is mostly reading the LSTM weights
@@ -29,21 +33,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch.nn.utils.rnn import pad_sequence
 
 from asr.features import log_mel_many
-from asr.model import CTCModel
-from asr.streaming import StreamingSession
+from asr.frontend import FrontEnd
+from asr.inference import stream_step_batch
+from asr.model import CTCModel, LSTMState
 
 log = logging.getLogger(__name__)
+
+StepOutput = tuple[torch.Tensor, np.ndarray, LSTMState | None]  # (frames, log_probs, state)
 
 
 @dataclass
 class _Job:
-    session: StreamingSession
+    state: LSTMState | None  # the stream's LSTM state before this step
     frames: torch.Tensor | None  # (T, n_mels), T a multiple of the stack; None: compute from `audio`
-    future: asyncio.Future[tuple[torch.Tensor, np.ndarray]]
-    audio: np.ndarray | None = None  # 16 kHz samples from StreamingSession.take_audio
+    future: asyncio.Future[StepOutput]
+    frontend: FrontEnd | None = None  # the stream's front end, for `audio` jobs
+    audio: np.ndarray | None = None  # 16 kHz samples from FrontEnd.take_audio
     submitted: float = field(default_factory=time.perf_counter)
 
 
@@ -90,39 +97,49 @@ class StreamBatcher:
             self._executor.shutdown(wait=False)
             self._executor = None
 
-    async def step(self, session: StreamingSession, frames: torch.Tensor) -> np.ndarray:
-        """Run the model on ``frames`` for ``session`` (batched with other streams)."""
-        if len(frames) == 0:
-            return np.zeros((0, self.model.config.vocab_size), np.float32)
-        return (await self._submit(session, frames, None))[1]
+    async def step(
+        self, frames: torch.Tensor, state: LSTMState | None
+    ) -> tuple[np.ndarray, LSTMState | None]:
+        """The step function, batched with other streams: ``(frames, state) -> (log_probs, state)``.
 
-    async def step_audio(
-        self, session: StreamingSession, audio: np.ndarray
-    ) -> tuple[torch.Tensor, np.ndarray]:
-        """Log-mel and model step for ``audio`` (from ``session.take_audio``), batched.
+        Args:
+            frames: a stream's ``(T, n_mels)`` normalised frames, ``T`` a multiple of the stack.
+            state: the LSTM state its previous step returned (None at its start).
+        """
+        if len(frames) == 0:
+            return np.zeros((0, self.model.config.vocab_size), np.float32), state
+        _, log_probs, new_state = await self._submit(_Job(state, frames, self._future()))
+        return log_probs, new_state
+
+    async def step_audio(self, frontend: FrontEnd, audio: np.ndarray, state: LSTMState | None) -> StepOutput:
+        """Log-mel and model step for ``audio`` (from ``frontend.take_audio``), batched.
+
+        The stream's ``frontend`` takes the log-mel (:meth:`FrontEnd.frames_from_mels`) in
+        the batch's worker thread; the stream must not use it until this returns.
 
         Returns:
-            the session's model-ready frames (as ``session.push_audio`` would return)
-            and their log-probs.
+            the model-ready frames (as ``frontend.push_audio`` would return), their
+            log-probs, and the LSTM state after them.
         """
         if len(audio) == 0:  # no complete frame: nothing to compute, nothing queued
-            frames = session.frames_from_mels(torch.zeros(0, self.model.config.n_mels))
-            return frames, np.zeros((0, self.model.config.vocab_size), np.float32)
-        return await self._submit(session, None, audio)
+            frames = frontend.frames_from_mels(torch.zeros(0, self.model.config.n_mels))
+            return frames, np.zeros((0, self.model.config.vocab_size), np.float32), state
+        return await self._submit(_Job(state, None, self._future(), frontend, audio))
 
-    async def _submit(
-        self, session: StreamingSession, frames: torch.Tensor | None, audio: np.ndarray | None
-    ) -> tuple[torch.Tensor, np.ndarray]:
+    @staticmethod
+    def _future() -> asyncio.Future[StepOutput]:
+        return asyncio.get_running_loop().create_future()
+
+    async def _submit(self, job: _Job) -> StepOutput:
         # A list and two events, not an asyncio.Queue with a wait_for per job: a few
         # awaits per batch instead of a task and a timer per chunk.
         self.start()
         assert self._wakeup is not None and self._full is not None
-        future: asyncio.Future[tuple[torch.Tensor, np.ndarray]] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Job(session, frames, future, audio=audio))
+        self._pending.append(job)
         self._wakeup.set()
         if len(self._pending) >= self.max_batch:
             self._full.set()
-        return await future
+        return await job.future
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -137,16 +154,9 @@ class StreamBatcher:
                         await self._full.wait()
                 except TimeoutError:
                     pass
-            # A session may appear twice (two chunks queued): later chunks wait for the next round.
-            seen: set[int] = set()
-            now: list[_Job] = []
-            later: list[_Job] = []
-            for job in self._pending:
-                if len(now) < self.max_batch and id(job.session) not in seen:
-                    now.append(job)
-                else:
-                    later.append(job)
-                seen.add(id(job.session))
+            # The batch takes at most max_batch jobs, oldest first. A stream waits for each
+            # step's state before it submits the next, so it has one job queued at a time.
+            now, later = self._pending[: self.max_batch], self._pending[self.max_batch :]
             self._pending = later
             self._full.clear()
             if len(later) >= self.max_batch:
@@ -165,47 +175,34 @@ class StreamBatcher:
                 if not job.future.done():
                     job.future.set_result(out)
 
-    def _forward(self, jobs: list[_Job]) -> list[tuple[torch.Tensor, np.ndarray]]:
+    def _forward(self, jobs: list[_Job]) -> list[StepOutput]:
         """One batched forward pass; rows of different lengths are packed by the model."""
         started = time.perf_counter()
         with torch.inference_mode():
             frames = self._frames(jobs)
-            empty = np.zeros((0, self.model.config.vocab_size), np.float32)
-            outputs = [(f, empty) for f in frames]
-            run = [k for k, f in enumerate(frames) if len(f)]
-            if run:
-                lengths = torch.tensor([len(frames[k]) for k in run])
-                x = pad_sequence([frames[k] for k in run], batch_first=True)  # (B, T_max, M)
-                states = [jobs[k].session.state or self.model.initial_state(1) for k in run]
-                h = torch.cat([s[0] for s in states], dim=1)  # (L, B, H)
-                c = torch.cat([s[1] for s in states], dim=1)
-                lp, out_lengths, (h_new, c_new) = self.model(x, lengths, (h, c))  # lp: (B, T', V)
-                # One split and one numpy view for the whole batch, not ops per row:
-                # each torch call would release and re-take the GIL the event loop holds.
-                h_rows, c_rows = h_new.split(1, dim=1), c_new.split(1, dim=1)
-                lp_np = lp.numpy()
-                for row, (k, steps) in enumerate(zip(run, out_lengths.tolist(), strict=True)):
-                    jobs[k].session.state = (h_rows[row], c_rows[row])
-                    outputs[k] = (frames[k], lp_np[row, :steps])
+            stepped = stream_step_batch(self.model, frames, [job.state for job in jobs])
+        running = sum(1 for f in frames if len(f))
         self.batches += 1
-        self.items += len(run)
-        self.last_batch_size = len(run)
+        self.items += running
+        self.last_batch_size = running
         self.compute_seconds += time.perf_counter() - started
-        return outputs
+        return [(f, lp, state) for f, (lp, state) in zip(frames, stepped, strict=True)]
 
     @staticmethod
     def _frames(jobs: list[_Job]) -> list[torch.Tensor]:
         """Each job's model-ready frames; log-mel of all audio jobs in one call."""
-        audio = [job for job in jobs if job.frames is None and job.audio is not None]
+        audio = [
+            (job.frontend, job.audio) for job in jobs if job.frontend is not None and job.audio is not None
+        ]
+        frames = [job.frames for job in jobs]
         if audio:
             # Streams of one model share its normalizer: normalise the batch in one op.
-            normalizer = audio[0].session.normalizer
-            shared = all(job.session.normalizer is normalizer for job in audio)
-            mels = log_mel_many(
-                [job.audio for job in audio if job.audio is not None],
-                audio[0].session.features.config,
-                normalizer if shared else None,
+            normalizer = audio[0][0].normalizer
+            shared = all(frontend.normalizer is normalizer for frontend, _ in audio)
+            mels = iter(
+                log_mel_many([a for _, a in audio], audio[0][0].features, normalizer if shared else None)
             )
-            for job, mel in zip(audio, mels, strict=True):
-                job.frames = job.session.frames_from_mels(mel, normalized=shared)
-        return [job.frames if job.frames is not None else torch.zeros(0) for job in jobs]
+            for k, job in enumerate(jobs):
+                if job.frontend is not None and job.audio is not None:
+                    frames[k] = job.frontend.frames_from_mels(next(mels), normalized=shared)
+        return [f if f is not None else torch.zeros(0) for f in frames]

@@ -11,7 +11,7 @@ from asr.server.batcher import StreamBatcher
 
 from asr.decoding import Decoder, Hypothesis, UtteranceSearch
 from asr.features import Normalizer
-from asr.model import CTCModel
+from asr.model import CTCModel, LSTMState
 from asr.streaming import EndpointConfig, SessionConfig, StreamingSession
 from tests.test_streaming import _blank_biased, _session
 
@@ -32,13 +32,18 @@ def test_one_batched_call_matches_each_session_alone(tiny_model: CTCModel, front
     solo = [_session(model) for _ in range(6)]
     batched = [_session(model) for _ in range(6)]
 
-    async def step_all(chunks: list[np.ndarray]) -> list[tuple[torch.Tensor, np.ndarray]]:
+    async def step_all(chunks: list[np.ndarray]) -> list[tuple[torch.Tensor, np.ndarray, LSTMState | None]]:
         if front_end == "batched":
-            steps = (batcher.step_audio(s, s.take_audio(c)) for s, c in zip(batched, chunks, strict=True))
+            steps = (
+                batcher.step_audio(s.frontend, s.take_audio(c), s.state)
+                for s, c in zip(batched, chunks, strict=True)
+            )
             return list(await asyncio.gather(*steps))
         frames = [s.push_audio(c) for s, c in zip(batched, chunks, strict=True)]
-        outputs = await asyncio.gather(*(batcher.step(s, f) for s, f in zip(batched, frames, strict=True)))
-        return list(zip(frames, outputs, strict=True))
+        outputs = await asyncio.gather(
+            *(batcher.step(f, s.state) for s, f in zip(batched, frames, strict=True))
+        )
+        return [(f, lp, state) for f, (lp, state) in zip(frames, outputs, strict=True)]
 
     async def rounds() -> None:
         for _ in range(6):
@@ -49,23 +54,23 @@ def test_one_batched_call_matches_each_session_alone(tiny_model: CTCModel, front
             ]
             calls.clear()
             stepped = await step_all(chunks)
-            assert len({len(f) for f, _ in stepped}) > 1
-            running = sum(1 for f, _ in stepped if len(f))
+            assert len({len(f) for f, _, _ in stepped}) > 1
+            running = sum(1 for f, _, _ in stepped if len(f))
             assert calls == ([running] if running else [])  # one call for the whole batch
-            for s_solo, s_batched, chunk, (f, out) in zip(solo, batched, chunks, stepped, strict=True):
+            for s_solo, s_batched, chunk, (f, out, state) in zip(solo, batched, chunks, stepped, strict=True):
                 f_solo = s_solo.push_audio(chunk)
                 assert f.shape == f_solo.shape
                 torch.testing.assert_close(f, f_solo, atol=1e-4, rtol=0)
-                ref = s_solo.run_model(f_solo)
+                ref, ref_state = s_solo.run_model(f_solo)
                 assert out.shape == ref.shape == (len(f) // model.config.stack, model.config.vocab_size)
                 np.testing.assert_allclose(out, ref, atol=1e-4, rtol=0)
-                if s_solo.state is not None:
-                    assert s_batched.state is not None
-                    for a, b in zip(s_batched.state, s_solo.state, strict=True):
+                if ref_state is not None:
+                    assert state is not None
+                    for a, b in zip(state, ref_state, strict=True):
                         assert a.shape == b.shape
                         torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
-                s_solo.consume(f_solo, ref)
-                s_batched.consume(f, out)
+                s_solo.consume(f_solo, ref, ref_state)
+                s_batched.consume(f, out, state)
         await batcher.stop()
 
     asyncio.run(rounds())
@@ -114,10 +119,10 @@ def test_may_decode_whenever_consume_decodes(
     while not session.finished and session.step < 400:
         chunk = (0.3 * rng.standard_normal(int(rng.integers(160, 4000)))).astype(np.float32)
         frames = session.push_audio(chunk)
-        log_probs = session.run_model(frames)
+        log_probs, state = session.run_model(frames)
         predicted = session.may_decode(len(log_probs))
         beams, utterance = decoder.beams, session.utterance_index
-        results = session.consume(frames, log_probs)
+        results = session.consume(frames, log_probs, state)
         slow = decoder.beams > beams or session.utterance_index > utterance or session.finished
         slow = slow or any(r.is_final for r in results)
         if slow:
