@@ -40,7 +40,7 @@ from asr.api import Recognizer, load_decoder
 from asr.audio import SAMPLE_RATE, AudioError, load_audio
 from asr.checkpoint import MODELS_DIR, LoadedModel, load_model
 from asr.decoding import OFFLINE_BEAM_WIDTH, STEP_SECONDS, Decoder, Hypothesis
-from asr.evaluate import GROUPINGS, batch_log_probs, evaluate_manifest, grouped_scores, result_row
+from asr.evaluate import GROUPINGS, evaluate_manifest, grouped_scores, result_row
 from asr.features import log_mel
 from asr.fusion import Fusion, load_fusion
 from asr.manifest import read_manifest
@@ -221,10 +221,10 @@ def simulate_offline(
     end = len(audio) / SAMPLE_RATE
     started = time.perf_counter()
     mel = log_mel(audio, loaded.features)
-    lp = batch_log_probs(loaded.model, [loaded.normalizer(mel)])[0].numpy()  # (T', V)
+    lp = loaded.log_probs(mel)  # (T', V)
     searched = lp
     if fusion is not None and streaming is not None:
-        uni = batch_log_probs(streaming.model, [streaming.normalizer(mel)])[0].numpy()
+        uni = streaming.log_probs(mel)
         searched = fusion(lp, uni)
     hyp = decoder.beam(searched)[0]
     took = time.perf_counter() - started

@@ -18,7 +18,6 @@ from asr.audio import SAMPLE_RATE
 from asr.bench import LAG_WINDOW_S, MODES
 from asr.checkpoint import LoadedModel
 from asr.decoding import STEP_SECONDS, Decoder
-from asr.evaluate import batch_log_probs
 from asr.features import log_mel
 from asr.text import normalize_text
 
@@ -384,8 +383,8 @@ def plot_ctc_alignment(
     axes[0].set_ylabel("log-mel")
     axes[0].set_title(f"reference: {normalize_text(str(entry['text']))}", fontsize=9, loc="left")
     for ax, (name, loaded) in zip(axes[1:], models, strict=True):
-        lp = batch_log_probs(loaded.model, [loaded.normalizer(log_mel(audio, loaded.features))])[0]
-        probs = lp.exp().numpy()  # (T', V)
+        lp = loaded.log_probs(audio)  # (T', V)
+        probs = np.exp(lp)
         blank, labels = loaded.vocab.blank, loaded.vocab.labels
         t = (np.arange(len(probs)) + 0.5) * STEP_SECONDS
         ax.fill_between(t, probs[:, blank], step="mid", color="0.85", label="blank")
@@ -402,7 +401,7 @@ def plot_ctc_alignment(
         ax.set_ylim(0, 1.15)
         ax.set_ylabel(f"{name}\nposterior")
         ax.legend(loc="upper right", fontsize=7)
-        ax.text(0, -0.3, f"greedy: {Decoder(loaded.vocab).greedy(lp.numpy()).text}", transform=ax.transAxes,
+        ax.text(0, -0.3, f"greedy: {Decoder(loaded.vocab).greedy(lp).text}", transform=ax.transAxes,
                 fontsize=9, va="top", family="monospace")  # fmt: skip
     axes[-1].set_xlabel("time (s), one model step = 30 ms", labelpad=26)
     fig.savefig(path, dpi=110, bbox_inches="tight")

@@ -26,7 +26,6 @@ from asr.audio import load_audio
 from asr.checkpoint import load_model
 from asr.data import ChannelEQ
 from asr.decoding import Decoder
-from asr.evaluate import batch_log_probs
 from asr.features import log_mel
 from asr.manifest import read_manifest
 from asr.metrics import error_rates
@@ -46,8 +45,7 @@ def evaluate(model: str, entries: list[dict[str, Any]], strengths: list[float]) 
         ref = normalize_text(str(e["text"]))
         for db in strengths:
             x = feats if db == 0 else ChannelEQ(db)(feats, torch.Generator().manual_seed(i))
-            with torch.inference_mode():
-                lp = batch_log_probs(loaded.model, [loaded.normalizer(x)])[0].numpy()
+            lp = loaded.log_probs(x)
             pairs[db].append((ref, decoder.greedy(lp).text))
         print(f"\r{model}: {i + 1}/{len(entries)}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)

@@ -27,8 +27,6 @@ import torch
 from asr.api import load_decoder
 from asr.audio import load_audio
 from asr.checkpoint import MODELS_DIR, load_model
-from asr.evaluate import batch_log_probs
-from asr.features import log_mel
 from asr.manifest import read_manifest
 from asr.metrics import error_rates
 
@@ -40,12 +38,7 @@ SETTINGS = [(32, -5.0, -10.0), (32, -4.0, -10.0), (32, -3.0, -10.0), (16, -5.0, 
 
 def log_probs(model_name: str, entries: list[dict[str, Any]]) -> list[np.ndarray]:
     loaded = load_model(model_name)
-    out = []
-    for e in entries:
-        feats = loaded.normalizer(log_mel(load_audio(e["audio_filepath"])))  # resolved by read_manifest
-        with torch.inference_mode():
-            out.append(batch_log_probs(loaded.model, [feats])[0].numpy())
-    return out
+    return [loaded.log_probs(load_audio(e["audio_filepath"])) for e in entries]  # resolved by read_manifest
 
 
 def main() -> int:
