@@ -23,7 +23,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
@@ -42,7 +42,9 @@ from grpc_reflection.v1alpha import reflection
 
 from asr.api import Recognizer
 from asr.checkpoint import MODELS_DIR
+from asr.config_flags import option
 from asr.decode_pool import PooledDecoder
+from asr.decoding import DecoderOptions
 from asr.fusion import FUSION_FILE
 from asr.model import quantize_int8
 from asr.v1 import asr_pb2, asr_pb2_grpc
@@ -54,62 +56,110 @@ SERVICE_NAME = asr_pb2.DESCRIPTOR.services_by_name["Recognizer"].full_name
 
 @dataclass
 class ServerConfig:
-    """Everything ``asr serve`` can set (see its --help)."""
+    """Everything ``asr serve`` can set: each field is one of its flags (``asr.config_flags``),
+    with the help text in the field's metadata. A new field needs ``option(default, help=...)``.
 
-    host: str = "[::]"
-    port: int = 50051
-    streaming_model: str = "streaming"
-    offline_model: str | None = "offline"
-    lm: str | None = str(MODELS_DIR / "lm")
-    max_streams: int = 256
-    max_message_bytes: int = 4 * 2**20
-    max_stream_seconds: float = 3600.0
-    idle_timeout_s: float = 30.0
-    max_batch: int = 256
-    max_wait_ms: float = 10.0
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    tokens: list[str] = field(default_factory=list)
-    metrics_port: int | None = None  # Prometheus text at http://host:PORT/metrics
+    The per-stream limits default to :class:`Limits`'s values; :meth:`limits` gives them to
+    the engine.
+    """
+
+    host: str = option("[::]", help="address to bind")
+    port: int = option(50051, help="port (0: pick a free one)")
+    streaming_model: str = option("streaming", help="streaming model name or path")
+    offline_model: str | None = option("offline", help="offline model name or path")
+    lm: str | None = option(str(MODELS_DIR / "lm"), help="language model folder")
+    max_streams: int = option(Limits.max_streams, help="live streams before RESOURCE_EXHAUSTED")
+    max_message_bytes: int = option(Limits.max_message_bytes, help="largest request message")
+    max_stream_seconds: float = option(Limits.max_stream_seconds, help="audio per stream before OUT_OF_RANGE")
+    idle_timeout_s: float = option(
+        Limits.idle_timeout_s, help="seconds without a message before a stream ends", flag="--idle-timeout"
+    )
+    max_batch: int = option(
+        256, help="most streams per batched model step (bigger batches cost less per stream)"
+    )
+    max_wait_ms: float = option(10.0, help="longest wait to fill a batch")
+    tls_cert: str | None = option(None, help="PEM certificate (with --tls-key: TLS on)")
+    tls_key: str | None = option(None, help="PEM private key")
+    tokens: list[str] = option(
+        default_factory=list, help="accepted bearer token (repeatable)", flag="--token", action="append"
+    )
+    metrics_port: int | None = option(None, help="serve Prometheus text on http://HOST:PORT/metrics")
     # The Vosk WebSocket protocol and the web page on this port (None: off), sharing the
     # gRPC server's engine, limits, TLS certificate and tokens (asr.server.ws).
-    ws_port: int | None = None
-    reuse_port: bool = False
-    grace_s: float = 10.0
-    # torch intra-op threads for this process (torch's setting is process-wide). 0: one.
-    # A step's tensors are small (one 100 ms chunk per stream, batched LSTM steps), so
-    # more threads mostly add OpenMP hand-offs: with 2 on a busy 2-core box a chunk's
-    # log-mel took ~20x the CPU of 1 thread. Scale out with reuse_port, a process a core.
-    threads: int = 0
-    # int8 weights for the streaming model's batched steps: 2-4x less CPU per step, and
-    # outputs move slightly (see asr.model.quantize_int8): on the 1080-utterance test split
-    # the streaming model's WER with the LM goes 37.79 -> 37.86%. False runs the float
-    # model (chunked decoding then equals whole-utterance).
-    int8: bool = True
-    # Beam search of the finals (None: the decoder's defaults, 32 and -5). A smaller beam
-    # or a higher token floor makes each final cheaper at some cost in accuracy.
-    beam_width: int | None = None
-    token_min_logp: float | None = None
-    # Processes for the finals' beam searches (0: threads of this process; None: 1 on a
-    # machine with 2 or more cores, else 0). Beam search is pure Python: in-process it
-    # competes with the event loop for the GIL, in a worker it runs on another core.
-    decode_workers: int | None = None
-    # Python's GIL switch interval while the server runs (process-wide; None: leave it).
-    # The event loop, gRPC's poller, the batcher and the finals' threads share one GIL;
-    # at Python's default 5 ms a thread that wakes for one message can wait a whole
-    # interval behind a busy one. 1 ms halved p95 latencies at 200 streams (0.2 ms was
-    # worse again: more switching); see docs/serving.md.
-    gil_switch_ms: float | None = 1.0
-    # gc.freeze() once the models are loaded: the LM's character trie and the models are
-    # hundreds of thousands of long-lived objects, and every full collection walked them
-    # with the GIL held (up to 0.63 s at 200 streams; docs/serving.md).
-    # Process-wide: objects that exist then are never collected, so an app that embeds
-    # the server and builds much cyclic garbage before it may want False.
-    gc_freeze: bool = True
-    # Two-pass and offline finals search the BiLSTM's log-probs fused with the streaming model's
-    # (asr.fusion), when models/fusion.json was tuned for the loaded checkpoints.
-    # False: the BiLSTM's alone.
-    fusion: bool = True
+    ws_port: int | None = option(
+        None,
+        help="also speak vosk-server's WebSocket protocol at ws://HOST:PORT/ and serve the web page at "
+        "http://HOST:PORT/ (wss/https with --tls-cert; same models, limits and tokens as gRPC)",
+    )
+    reuse_port: bool = option(False, help="SO_REUSEPORT: run one server process per core")
+    grace_s: float = option(10.0, help="seconds to drain streams on SIGTERM", flag="--grace")
+    # torch's thread setting is process-wide. A step's tensors are small (one 100 ms chunk
+    # per stream, batched LSTM steps), so more threads mostly add OpenMP hand-offs: with 2
+    # on a busy 2-core machine a chunk's log-mel took ~20x the CPU of 1 thread.
+    threads: int = option(
+        0,
+        help="torch threads for the batched model step (0: 1 thread; more seldom helps: the server is "
+        "bound by Python work, use --reuse-port and one process per core instead)",
+    )
+    # With int8, chunked decoding no longer equals whole-utterance decoding exactly
+    # (asr.model.quantize_int8); the float model keeps that parity.
+    int8: bool = option(
+        True,
+        help="int8 weights for the streaming model: 2-4x less CPU per batched step; outputs move "
+        "slightly (test WER with the LM 37.79 -> 37.86%%), and a stream's results depend a little on "
+        "the other streams in its batch. --no-int8 serves the float model",
+    )
+    # Beam search of the finals (None: the decoder's defaults). A smaller beam or a higher
+    # token floor makes each final cheaper at some cost in accuracy.
+    beam_width: int | None = option(
+        None,
+        help=f"beam width of the finals (default {DecoderOptions.beam_width}); smaller is cheaper and "
+        "a little less accurate",
+    )
+    token_min_logp: float | None = option(
+        None,
+        help=f"skip symbols below this log-prob in the finals' beam search (default "
+        f"{DecoderOptions.token_min_logp:g}; -3 halves the cost of a final, see docs/serving.md)",
+    )
+    # Beam search is pure Python: in-process it competes with the event loop for the GIL,
+    # in a worker it runs on another core.
+    decode_workers: int | None = option(
+        None,
+        help="processes for the finals' beam searches (0: threads of the server process; default: "
+        "1 on a machine with 2 or more cores, where the pure-Python beam search then runs beside "
+        "the event loop, not against it)",
+    )
+    # Process-wide (None: leave it). At Python's default 5 ms a thread that wakes for one
+    # message can wait a whole interval behind a busy one; 0.2 ms was worse again (more
+    # switching).
+    gil_switch_ms: float | None = option(
+        1.0,
+        help="Python's GIL switch interval while serving (0: keep Python's 5 ms). The event loop, "
+        "gRPC's poller and the model/decode threads share one GIL; 1 ms halved p95 latency at 200 "
+        "streams (docs/serving.md)",
+    )
+    # Process-wide: objects that exist then are never collected, so an app that embeds the
+    # server and builds much cyclic garbage before it may want False.
+    gc_freeze: bool = option(
+        True,
+        help="gc.freeze() once the models are loaded, so Python's full garbage collections skip the "
+        "models and the LM's trie (they paused the server up to 0.6 s at 200 streams)",
+    )
+    fusion: bool = option(
+        True,
+        help="two-pass and offline finals search the BiLSTM's log-probs fused with the streaming model's, "
+        "when models/fusion.json was tuned for the loaded checkpoints (`asr fusion tune`); --no-fusion: "
+        "the BiLSTM's alone",
+    )
+
+    def limits(self) -> Limits:
+        """The per-stream limits every transport enforces."""
+        return Limits(
+            max_streams=self.max_streams,
+            max_stream_seconds=self.max_stream_seconds,
+            idle_timeout_s=self.idle_timeout_s,
+            max_message_bytes=self.max_message_bytes,
+        )
 
 
 def decode_workers(config: ServerConfig) -> int:
@@ -192,9 +242,7 @@ def build_server(config: ServerConfig, recognizer: Recognizer | None = None) -> 
     recognizer.transcribe(np.zeros(16000, np.float32), mode="two-pass" if recognizer.offline else "stream")
     metrics = Metrics()
     batcher = StreamBatcher(recognizer.streaming.model, config.max_batch, config.max_wait_ms)
-    limits = Limits(
-        config.max_streams, config.max_stream_seconds, config.idle_timeout_s, config.max_message_bytes
-    )
+    limits = config.limits()
     service = RecognizerService(Engine(recognizer, batcher, metrics, limits))
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
