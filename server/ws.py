@@ -36,7 +36,7 @@ import grpc
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.abc import AbstractAccessLogger
 from asr.server.engine import Engine, RequestError, Stream
-from asr.server.servicer import session_config
+from asr.server.servicer import MAX_RATE, MIN_RATE, session_config
 
 from asr.audio import pcm16_to_float
 from asr.decoding import Hypothesis
@@ -102,6 +102,8 @@ def vosk_config(
     if not isinstance(config, dict):
         raise RequestError(f"config: expected a JSON object, got {config!r}")
     rate = _number(config, "sample_rate", integral=True)
+    if rate is not None and not MIN_RATE <= rate <= MAX_RATE:
+        raise RequestError(f"config sample_rate: expected {MIN_RATE}..{MAX_RATE}, got {rate:g}")
     alternatives = _number(config, "max_alternatives", integral=True) or 0
     if not 0 <= alternatives <= MAX_ALTERNATIVES:
         raise RequestError(f"config max_alternatives: expected 0..{MAX_ALTERNATIVES}, got {alternatives:g}")
@@ -128,8 +130,6 @@ def vosk_config(
             if not 0 <= value <= 2**31 - 1:
                 raise RequestError(f"config {key}: expected 0..{2**31 - 1}, got {value:g}")
             setattr(rc.endpointing, key, int(value))
-    if rc.sample_rate_hertz <= 0:
-        raise RequestError(f"config sample_rate: expected 8000..192000, got {rc.sample_rate_hertz}")
     ignored = sorted(
         set(config)
         - {"sample_rate", "words", "max_alternatives", "phrase_list", "hotword_boost"}
