@@ -30,7 +30,7 @@ import soundfile as sf
 
 from asr.audio import SAMPLE_RATE, AudioError, load_audio, resample
 from asr.checkpoint import MODELS_DIR, LoadedModel, load_model
-from asr.decoding import OFFLINE_BEAM_WIDTH, Decoder, DecoderOptions
+from asr.decoding import OFFLINE_BEAM_WIDTH, Decoder, DecoderOptions, DecoderProtocol
 from asr.fusion import FUSION_FILE, Fusion, load_fusion
 from asr.offline import OfflineBatchRecognizer
 from asr.streaming import Result, SessionConfig, StreamingSession
@@ -78,7 +78,7 @@ class Recognizer:
         self,
         streaming: LoadedModel,
         offline: LoadedModel | None,
-        decoder: Decoder,
+        decoder: DecoderProtocol,
         fusion: Fusion | None = None,
         offline_beam_width: int | None = None,
     ) -> None:
@@ -100,7 +100,7 @@ class Recognizer:
         self.offline_beam_width = offline_beam_width
         self._direct: OfflineBatchRecognizer | None = None
 
-    def offline_decoder(self, beam_width: int | None = None) -> Decoder:
+    def offline_decoder(self, beam_width: int | None = None) -> DecoderProtocol:
         """The decoder of offline-mode finals: ``beam_width`` or :attr:`offline_beam_width`
         applied to :attr:`decoder` (unchanged when both are None)."""
         width = beam_width if beam_width is not None else self.offline_beam_width

@@ -36,7 +36,14 @@ from typing import Any
 
 import numpy as np
 
-from asr.decoding import Decoder, Hypothesis, LocalSearch, UtteranceSearch, check_log_probs
+from asr.decoding import (
+    Decoder,
+    DecoderProtocol,
+    Hypothesis,
+    LocalSearch,
+    UtteranceSearch,
+    check_log_probs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +84,7 @@ def _worker_main(spec: dict[str, Any], inbox: Connection, outbox: Connection) ->
             return
         if batch is None:
             return
-        replies = []
+        replies: list[tuple[Any, bool, Any]] = []
         for message in batch:
             kind = message[0]
             try:
@@ -294,14 +301,14 @@ class RemoteSearch(UtteranceSearch):
 
 
 class PooledDecoder:
-    """A :class:`Decoder` whose beam searches run in worker processes.
+    """A decoder whose beam searches run in worker processes.
 
-    Same interface as :class:`Decoder` for what sessions use. Greedy decoding stays in
-    the calling process. A streaming search stays in one worker (chosen round-robin);
+    It implements :class:`asr.decoding.DecoderProtocol`, as :class:`Decoder` does. Greedy
+    decoding stays in the calling process. A streaming search stays in one worker (chosen round-robin);
     whole-utterance searches (offline and two-pass finals) go round-robin too.
     """
 
-    def __init__(self, decoder: Decoder, workers: int) -> None:
+    def __init__(self, decoder: DecoderProtocol, workers: int) -> None:
         if workers < 1:
             raise ValueError(f"expected workers >= 1, got {workers}")
         self.local = decoder
@@ -322,6 +329,13 @@ class PooledDecoder:
 
     def spec(self) -> dict[str, Any]:
         return self.local.spec()
+
+    def with_options(self, **changes: float) -> DecoderProtocol:
+        """The pool itself when nothing changes; else an in-process :class:`Decoder` with the
+        new options (the workers keep the decoder they were started with)."""
+        if all(getattr(self.options, name) == value for name, value in changes.items()):
+            return self
+        return self.local.with_options(**changes)
 
     def greedy(self, log_probs: np.ndarray, time_offset: float = 0.0) -> Hypothesis:
         return self.local.greedy(log_probs, time_offset)

@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -254,6 +254,54 @@ class UtteranceSearch:
 
     def close(self) -> None:
         """Release the search (a worker's copy of it); no results after this."""
+
+
+class DecoderProtocol(Protocol):
+    """What recognisers and sessions need of a decoder.
+
+    :class:`Decoder` runs every search in this process; :class:`asr.decode_pool.PooledDecoder`
+    runs the beam searches in worker processes.
+    """
+
+    vocab: Vocabulary
+    options: DecoderOptions
+    lm_path: Path | None
+
+    @property
+    def has_lm(self) -> bool: ...
+
+    def spec(self) -> dict[str, Any]:
+        """What :meth:`Decoder.from_spec` needs to build an equal decoder (e.g. in a worker)."""
+        ...
+
+    def with_options(self, **changes: float) -> DecoderProtocol:
+        """A decoder with other :class:`DecoderOptions` values."""
+        ...
+
+    def greedy(self, log_probs: np.ndarray, time_offset: float = 0.0) -> Hypothesis:
+        """Best path: argmax per step, merge repeats, drop blanks."""
+        ...
+
+    def search(
+        self,
+        hotwords: Sequence[str] | None = None,
+        hotword_weight: float | None = None,
+        n_best: int = 1,
+        eager: bool = False,
+    ) -> UtteranceSearch:
+        """A beam search for one utterance, fed as its log-probs arrive."""
+        ...
+
+    def beam(
+        self,
+        log_probs: np.ndarray,
+        hotwords: Sequence[str] | None = None,
+        hotword_weight: float | None = None,
+        n_best: int = 1,
+        time_offset: float = 0.0,
+    ) -> list[Hypothesis]:
+        """Beam search with the LM (if any) and optional hotwords; best first."""
+        ...
 
 
 def check_log_probs(log_probs: np.ndarray, vocab_size: int) -> np.ndarray:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from asr.decode_pool import PooledDecoder
-from asr.decoding import STEP_SECONDS, Decoder, Hypothesis
+from asr.decoding import STEP_SECONDS, DecoderProtocol, Hypothesis
 from asr.features import Normalizer, log_mel
 from asr.fusion import Fusion
 from asr.inference import BATCH_FRAMES, sorted_log_probs
@@ -96,7 +96,7 @@ class OfflineBatchRecognizer:
 
     model: CTCModel
     normalizer: Normalizer
-    decoder: Decoder
+    decoder: DecoderProtocol
     jobs: int = 1
     streaming: CTCModel | None = None
     streaming_normalizer: Normalizer | None = None

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from asr.audio import SAMPLE_RATE
-from asr.decoding import STEP_SECONDS, Decoder, Hypothesis, UtteranceSearch
+from asr.decoding import STEP_SECONDS, DecoderProtocol, Hypothesis, UtteranceSearch
 from asr.endpoint import Boundary, EndpointConfig, Endpointer
 from asr.features import Normalizer
 from asr.frontend import FrontEnd
@@ -133,7 +133,7 @@ class StreamingSession:
         self,
         model: CTCModel,
         normalizer: Normalizer,
-        decoder: Decoder,
+        decoder: DecoderProtocol,
         config: SessionConfig = SessionConfig(),
         offline_model: CTCModel | None = None,
         offline_normalizer: Normalizer | None = None,

@@ -190,7 +190,7 @@ def _serving_recognizer(config: ServerConfig, recognizer: Recognizer) -> Recogni
         streaming = replace(streaming, model=quantize_int8(streaming.model))
     decoder = recognizer.decoder.with_options(**changes) if changes else recognizer.decoder
     if workers:
-        decoder = PooledDecoder(decoder, workers)  # type: ignore[assignment]
+        decoder = PooledDecoder(decoder, workers)
     # Every final the server sends, offline Recognize included, uses --beam-width: the
     # capacity it was measured at (docs/serving.md), not the wider offline_beam_width.
     return Recognizer(streaming, recognizer.offline, decoder, recognizer.fusion)

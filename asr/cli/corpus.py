@@ -29,6 +29,8 @@ def _engine_weights(specs: list[str] | None) -> dict[str, float] | None:
 
 
 def _corpus_build(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from asr.corpus.build import CorpusConfig, build_corpus, format_summary
 
     weights = _engine_weights(args.engines)
@@ -40,8 +42,9 @@ def _corpus_build(args: argparse.Namespace) -> int:
         seed=args.seed,
         jobs=args.jobs,
         text_order=args.text_order,
-        **({"engine_weights": weights} if weights else {}),
     )
+    if weights:
+        config = replace(config, engine_weights=weights)
     summary = build_corpus(config, progress=not args.quiet)
     print(format_summary(summary))
     print(f"manifests: {config.out}/train.jsonl dev.jsonl test.jsonl; summary: {config.out}/summary.json")
@@ -174,7 +177,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description=(
             "Keep utterances without reverb, babble or telephone band whose added noise (if any) is "
             "at --min-snr dB or more. A uni-LSTM started on the full augmented corpus can sit on the "
-            "CTC all-blank plateau; starting it on this subset avoids that (see models/streaming/MODEL_CARD.md)."
+            "CTC all-blank plateau; starting it on this subset avoids that (see docs/training.md)."
         ),
         formatter_class=HelpFormatter,
     )
