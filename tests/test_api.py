@@ -13,27 +13,11 @@ from asr.audio import load_audio, write_wav
 from asr.cli import main
 from asr.decoding import OFFLINE_BEAM_WIDTH, Decoder
 from asr.streaming import EndpointConfig, SessionConfig, StreamingSession
-from tests.conftest import write_tiny_checkpoints
-
-
-@pytest.fixture(scope="module")
-def model_paths(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("models")
-    paths = write_tiny_checkpoints(folder, seed=3, blank_share=0.6)
-    return paths[0], paths[1]
-
-
-@pytest.fixture(scope="module")
-def recognizer(model_paths: tuple[Path, Path]) -> Recognizer:
-    return Recognizer(checkpoint.load_model(model_paths[0]), checkpoint.load_model(model_paths[1]), Decoder())
-
-
-def _noise(seconds: float, seed: int = 0, rate: int = 16000) -> np.ndarray:
-    return (0.3 * np.random.default_rng(seed).standard_normal(int(rate * seconds))).astype(np.float32)
+from tests.helpers import noise
 
 
 def test_path_and_array_agree(recognizer: Recognizer, tmp_path: Path) -> None:
-    audio = _noise(4)
+    audio = noise(4)
     write_wav(tmp_path / "a.wav", audio)
     config = SessionConfig(endpoint=EndpointConfig(trailing_silence_ms=90, max_utterance_ms=1500))
     from_file = recognizer.transcribe(tmp_path / "a.wav", config=config)
@@ -44,7 +28,7 @@ def test_path_and_array_agree(recognizer: Recognizer, tmp_path: Path) -> None:
 
 def test_long_file_is_segmented_with_global_times(recognizer: Recognizer, tmp_path: Path) -> None:
     """Over a minute: read in blocks at the file's own rate; times are global and monotonic."""
-    audio = _noise(75, seed=1, rate=8000)
+    audio = noise(75, seed=1, rate=8000)
     write_wav(tmp_path / "long.wav", audio, sample_rate=8000)
     config = SessionConfig(endpoint=EndpointConfig(trailing_silence_ms=90, max_utterance_ms=5000))
     transcript = recognizer.transcribe(tmp_path / "long.wav", mode="stream", config=config)
@@ -60,7 +44,7 @@ def test_long_file_is_segmented_with_global_times(recognizer: Recognizer, tmp_pa
 
 
 def test_modes(recognizer: Recognizer) -> None:
-    audio = _noise(2, seed=4)
+    audio = noise(2, seed=4)
     for mode in ("stream", "two-pass", "offline"):
         assert recognizer.transcribe(audio, mode=mode).duration == pytest.approx(2.0)
     with pytest.raises(ValueError, match="mode"):
@@ -68,7 +52,7 @@ def test_modes(recognizer: Recognizer) -> None:
 
 
 def test_in_process_stream_searches_as_audio_arrives(recognizer: Recognizer) -> None:
-    audio = _noise(3, seed=5)
+    audio = noise(3, seed=5)
     config = SessionConfig(mode="stream", endpoint=EndpointConfig(max_utterance_ms=60000))
     session = recognizer.stream(config)
     lazy = StreamingSession(
@@ -89,7 +73,7 @@ def test_cli_batch_reports_failures_and_goes_on(
     model_paths: tuple[Path, Path], tmp_path: Path, capsys
 ) -> None:  # type: ignore[no-untyped-def]
     good = tmp_path / "good.wav"
-    write_wav(good, _noise(2))
+    write_wav(good, noise(2))
     (tmp_path / "empty.wav").write_bytes(b"")
     (tmp_path / "text.wav").write_text("not audio at all")
     out = tmp_path / "out"
@@ -107,7 +91,7 @@ def test_cli_batch_reports_failures_and_goes_on(
 
 
 def test_cli_all_good_exits_zero(model_paths: tuple[Path, Path], tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    write_wav(tmp_path / "a.wav", _noise(1))
+    write_wav(tmp_path / "a.wav", noise(1))
     args = ["transcribe", str(tmp_path / "a.wav"), "--streaming-model", str(model_paths[0]),
             "--offline-model", str(model_paths[1]), "--no-lm", "--format", "json", "--quiet"]  # fmt: skip
     assert main(args) == 0
@@ -123,7 +107,7 @@ def test_offline_mode_searches_with_its_own_beam_width(model_paths: tuple[Path, 
     assert wide.stream(SessionConfig(mode="offline")).decoder.options.beam_width == 96  # long files
     assert wide.stream(SessionConfig(mode="two-pass")).decoder.options.beam_width == 32  # live finals
     assert wide.stream(SessionConfig(mode="stream")).decoder.options.beam_width == 32
-    wide.transcribe(_noise(1))
+    wide.transcribe(noise(1))
     assert wide._direct is not None and wide._direct.decoder.options.beam_width == 96
     plain = Recognizer(streaming, offline, Decoder())
     assert plain.offline_batch().decoder is plain.decoder
@@ -163,7 +147,7 @@ def test_cli_beam_width(  # type: ignore[no-untyped-def]
         return asr.transcribe.BatchReport([], [], 0.0, 0.0)
 
     monkeypatch.setattr(asr.transcribe, "transcribe_files", fake)
-    write_wav(tmp_path / "a.wav", _noise(1))
+    write_wav(tmp_path / "a.wav", noise(1))
     args = ["transcribe", str(tmp_path / "a.wav"), "--streaming-model", str(model_paths[0]),
             "--offline-model", str(model_paths[1]), "--no-lm", "--mode", mode, "--quiet", *flag]  # fmt: skip
     assert main(args) == 0

@@ -13,7 +13,7 @@ from asr.decoding import Decoder, Hypothesis, UtteranceSearch
 from asr.features import Normalizer
 from asr.model import CTCModel, LSTMState
 from asr.streaming import EndpointConfig, SessionConfig, StreamingSession
-from tests.test_streaming import _blank_biased, _session
+from tests.helpers import blank_biased, tiny_session
 
 
 @pytest.mark.parametrize("front_end", ["session", "batched"])
@@ -24,13 +24,13 @@ def test_one_batched_call_matches_each_session_alone(tiny_model: CTCModel, front
     (step). ``batched``: the batcher also computes every stream's log-mel in one call
     (step_audio), which must equal push_audio.
     """
-    model = _blank_biased(tiny_model)
+    model = blank_biased(tiny_model)
     calls: list[int] = []
     model.register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
     batcher = StreamBatcher(model, max_batch=16, max_wait_ms=50.0)
     rng = np.random.default_rng(0)
-    solo = [_session(model) for _ in range(6)]
-    batched = [_session(model) for _ in range(6)]
+    solo = [tiny_session(model) for _ in range(6)]
+    batched = [tiny_session(model) for _ in range(6)]
 
     async def step_all(chunks: list[np.ndarray]) -> list[tuple[torch.Tensor, np.ndarray, LSTMState | None]]:
         if front_end == "batched":
@@ -111,7 +111,7 @@ def test_may_decode_whenever_consume_decodes(
     tiny_model: CTCModel, blank_share: float, endpoint: EndpointConfig
 ) -> None:
     """The server runs consume() on its event loop only when may_decode() says no slow decode is due."""
-    model = _blank_biased(tiny_model, blank_share)
+    model = blank_biased(tiny_model, blank_share)
     decoder = _CountingDecoder()
     session = StreamingSession(model, Normalizer.identity(80), decoder, SessionConfig(endpoint=endpoint))
     rng = np.random.default_rng(1)
@@ -133,6 +133,6 @@ def test_may_decode_whenever_consume_decodes(
 
 
 def test_may_decode_always_for_beam_partials(tiny_model: CTCModel) -> None:
-    session = _session(_blank_biased(tiny_model), partial_decoder="beam")
+    session = tiny_session(blank_biased(tiny_model), partial_decoder="beam")
     assert session.may_decode(0) and session.may_decode(3)
-    assert not _session(_blank_biased(tiny_model)).may_decode(3)
+    assert not tiny_session(blank_biased(tiny_model)).may_decode(3)

@@ -14,7 +14,7 @@ from asr.cli import main
 from asr.decoding import OFFLINE_BEAM_WIDTH, Decoder
 from asr.evaluate import evaluate_manifest
 from asr.text import Vocabulary
-from tests.conftest import write_tiny_checkpoints, write_tiny_manifest
+from tests.helpers import write_tiny_checkpoints, write_tiny_manifest
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from asr.cli import main
-from tests.conftest import write_tiny_checkpoints, write_tiny_manifest
+from tests.helpers import write_tiny_checkpoints, write_tiny_manifest
 
 
 def run_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:

@@ -38,7 +38,7 @@ from asr.server.app import RunningServer, ServerConfig, start_in_thread
 from asr.api import Recognizer
 from asr.audio import AudioError, float_to_pcm16, write_wav
 from asr.v1 import asr_pb2
-from tests.test_server import make_tiny_recognizer, noise, wait_for
+from tests.helpers import make_tiny_recognizer, noise, wait_for
 
 FINAL_LINE = re.compile(r"\[\d+\.\d\d-\d+\.\d\d\] \S.*\n")
 

@@ -12,7 +12,7 @@ import pytest
 from asr.api import load_decoder
 from asr.decode_pool import PooledDecoder
 from asr.decoding import Decoder
-from tests.test_decoding import _noisy_spelling
+from tests.helpers import noisy_spelling
 
 LM_DIR = Path(__file__).resolve().parent.parent / "models" / "lm"
 
@@ -37,7 +37,7 @@ def _hyps(hyps: list) -> list[tuple]:  # type: ignore[type-arg]
 def test_remote_search_equals_local(local: Decoder, pooled: PooledDecoder) -> None:
     """Streams interleaved over two workers give what one in-process search gives."""
     rng = np.random.default_rng(5)
-    inputs = [_noisy_spelling(rng, "the good book is all", noise) for noise in (0.3, 1.5, 0.8, 1.2)]
+    inputs = [noisy_spelling(rng, "the good book is all", noise) for noise in (0.3, 1.5, 0.8, 1.2)]
     searches = [pooled.search(hotwords=["book"] if k == 2 else None, n_best=2) for k in range(len(inputs))]
     position = 0
     while position < max(len(lp) for lp in inputs):
@@ -57,7 +57,7 @@ def test_remote_search_equals_local(local: Decoder, pooled: PooledDecoder) -> No
 
 def test_closed_and_dropped_searches_are_freed(pooled: PooledDecoder) -> None:
     rng = np.random.default_rng(6)
-    lp = _noisy_spelling(rng, "all is good", 0.5)
+    lp = noisy_spelling(rng, "all is good", 0.5)
     kept = []
     for k in range(6):
         search = pooled.search()
@@ -77,7 +77,7 @@ def test_a_dead_worker_fails_the_caller_instead_of_hanging(local: Decoder) -> No
     pool = PooledDecoder(local, workers=1)
     try:
         search = pool.search()
-        search.extend(_noisy_spelling(np.random.default_rng(7), "go", 0.5))
+        search.extend(noisy_spelling(np.random.default_rng(7), "go", 0.5))
         pool._workers[0].process.kill()  # noqa: SLF001
         with pytest.raises(RuntimeError, match="decode worker"):
             search.result()

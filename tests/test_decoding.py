@@ -13,19 +13,9 @@ from asr.decoding import STEP_SECONDS, Decoder, Hypothesis, Word, blank_run
 from asr.streaming import Result
 from asr.text import LABELS
 from asr.transcribe import render
+from tests.helpers import noisy_spelling, spell
 
 LM_DIR = Path(__file__).resolve().parent.parent / "models" / "lm"
-
-
-def spell(text: str, frames_per_char: int = 2, gap: int = 1, lead: int = 3, p: float = 0.9) -> np.ndarray:
-    """Log-probs whose best path spells ``text`` (blanks between characters)."""
-    rows = [0] * lead
-    for ch in text:
-        rows += [LABELS.index(ch)] * frames_per_char + [0] * gap
-    rows += [0] * lead
-    probs = np.full((len(rows), len(LABELS)), (1 - p) / (len(LABELS) - 1), np.float32)
-    probs[np.arange(len(rows)), rows] = p
-    return np.log(probs)
 
 
 def test_greedy_words_and_times() -> None:
@@ -211,12 +201,6 @@ def test_blank_frame_compression_keeps_one_blank_between_repeats() -> None:
     assert dropped < 0 and len(index) == len(kept)
 
 
-def _noisy_spelling(rng: np.random.Generator, text: str, noise: float) -> np.ndarray:
-    lp = spell(text, frames_per_char=2, gap=int(rng.integers(1, 6)), lead=8, p=0.97)
-    logits = lp + rng.normal(0, noise, lp.shape).astype(np.float32)
-    return logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
-
-
 @pytest.mark.parametrize("hotwords", [None, ["goad", "bo"]], ids=["plain", "hotwords"])
 @pytest.mark.parametrize("use_lm", [False, True], ids=["no-lm", "lm"])
 def test_incremental_search_equals_whole_utterance(use_lm: bool, hotwords: list[str] | None) -> None:
@@ -228,7 +212,7 @@ def test_incremental_search_equals_whole_utterance(use_lm: bool, hotwords: list[
     decoder = load_decoder(LM_DIR) if use_lm else Decoder()
     rng = np.random.default_rng(3)
     for k in range(8):
-        lp = _noisy_spelling(rng, "the good book is all", 1.5 if k % 2 else 0.3)
+        lp = noisy_spelling(rng, "the good book is all", 1.5 if k % 2 else 0.3)
         search = decoder.search(hotwords=hotwords, n_best=3, eager=bool(k % 3))
         cut = int(rng.integers(5, len(lp) - 5))
         position = 0

@@ -16,7 +16,6 @@ import logging
 import queue
 import re
 import select
-import shutil
 import signal
 import struct
 import subprocess
@@ -39,8 +38,16 @@ from asr.audio import float_to_pcm16, write_wav
 from asr.cli import main as asr_main
 from asr.decoding import Decoder
 from asr.v1 import asr_pb2, asr_pb2_grpc
-from tests.conftest import write_tiny_checkpoints
-from tests.test_server import Request, audio_requests, config_request, finals, noise, wait_for
+from tests.helpers import (
+    Request,
+    audio_requests,
+    config_request,
+    finals,
+    noise,
+    self_signed_cert,
+    wait_for,
+    write_tiny_checkpoints,
+)
 
 MAX_STREAM_SECONDS = 60.0
 IDLE_TIMEOUT_S = 2.0
@@ -429,20 +436,6 @@ def test_sigterm_with_20_live_streams(model_files: tuple[Path, Path]) -> None:
 
 
 # -------------------------------------------------------------- access control
-def self_signed_cert(folder: Path) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command to make a certificate")
-    key, cert = folder / "key.pem", folder / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return key, cert
-
-
 @pytest.fixture(scope="module")
 def tls_server(
     recognizer: Recognizer, tmp_path_factory: pytest.TempPathFactory

@@ -22,7 +22,7 @@ from asr.fusion import Fusion, best_lag, file_sha256, load_fusion, tune
 from asr.metrics import error_rates
 from asr.streaming import EndpointConfig, SessionConfig
 from asr.text import Vocabulary, greedy_decode
-from tests.conftest import write_tiny_checkpoints, write_tiny_manifest
+from tests.helpers import write_tiny_checkpoints, write_tiny_manifest
 
 
 def _one_hot_path(labels: list[int], vocab: int = 29, floor: float = -8.0) -> np.ndarray:

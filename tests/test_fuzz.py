@@ -40,7 +40,7 @@ from hypothesis import strategies as st
 from asr.api import Recognizer
 from asr.audio import AudioError, decode_audio_bytes, load_audio
 from asr.v1 import asr_pb2
-from tests.test_server import make_tiny_recognizer
+from tests.helpers import make_tiny_recognizer
 
 TOTAL = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 WEIGHTS = {"config": 15, "decoder": 10, "containers": 25, "files": 5, "stream": 35, "recognize": 10}

@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from asr.server.app import ServerConfig, start_in_thread
 
-from tests.test_server import make_tiny_recognizer, noise
-
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
-
-
-def _script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.helpers import load_script, make_tiny_recognizer, noise
 
 
 def test_aio_load_client_measures_partials_and_finals(tmp_path: Path) -> None:
-    bench_load = _script("bench_load")
+    bench_load = load_script("bench_load")
     server = start_in_thread(
         ServerConfig(host="127.0.0.1", port=0, grace_s=0.5), make_tiny_recognizer(tmp_path)
     )
@@ -64,6 +50,6 @@ def _run(streams: int, failed: int = 0, p95: float | None = 120.0, f95: float | 
     ],
 )
 def test_capacity_verdict(run: dict, holds: bool) -> None:
-    ok, why = _script("bench_capacity").verdict(run, chunk_ms=100.0)
+    ok, why = load_script("bench_capacity").verdict(run, chunk_ms=100.0)
     assert ok is holds
     assert bool(why) is not holds

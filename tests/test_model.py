@@ -12,7 +12,7 @@ from asr import checkpoint
 from asr.features import FeatureConfig, Normalizer
 from asr.model import CTCModel, ModelConfig
 from asr.text import Vocabulary
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 
 def test_output_shapes(tiny_model: CTCModel) -> None:

@@ -12,8 +12,7 @@ from asr.audio import write_wav
 from asr.offline import speech_segments
 from asr.streaming import EndpointConfig, SessionConfig
 from asr.transcribe import transcribe_files
-from tests.conftest import run_unguarded_script
-from tests.test_api import _noise, model_paths, recognizer  # noqa: F401 - fixtures
+from tests.helpers import noise, run_unguarded_script
 
 
 def _path(best: list[int], vocab: int = 5) -> np.ndarray:
@@ -55,7 +54,7 @@ def test_batched_files_equal_one_by_one(recognizer: Recognizer, tmp_path: Path, 
     paths = []
     for i, seconds in enumerate([1.0, 3.5, 0.4, 2.0, 5.0, 0.01, 1.5]):
         paths.append(tmp_path / f"f{i}.wav")
-        write_wav(paths[-1], _noise(seconds, seed=10 + i))
+        write_wav(paths[-1], noise(seconds, seed=10 + i))
     (tmp_path / "bad.wav").write_text("not audio")
     paths.insert(3, tmp_path / "bad.wav")
     lines: list[str] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.test_load_scripts import _script
+from tests.helpers import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,7 +32,7 @@ def _report(peer: bool) -> dict:
 
 
 def test_rows_format_each_mode() -> None:
-    table = _script("readme_table")
+    table = load_script("readme_table")
     rows = table.rows(_report(peer=True))
     assert (
         rows[0]
@@ -45,7 +45,7 @@ def test_rows_format_each_mode() -> None:
 
 
 def test_write_replaces_the_block_and_keeps_an_old_peer_row(tmp_path: Path) -> None:
-    table = _script("readme_table")
+    table = load_script("readme_table")
     readme = tmp_path / "README.md"
     old_peer = (
         "| PocketSphinx en-us (peer) | — | 70.0 / 40.0 † | 23.9 | 48.8 / 28.7 | — | — | 0.529 | 6.3 MB |"
@@ -71,7 +71,7 @@ def test_write_replaces_the_block_and_keeps_an_old_peer_row(tmp_path: Path) -> N
 
 
 def test_write_without_markers_fails_and_leaves_the_file(tmp_path: Path) -> None:
-    table = _script("readme_table")
+    table = load_script("readme_table")
     readme = tmp_path / "README.md"
     readme.write_text("no table here\n")
     report = tmp_path / "tradeoff.json"
@@ -82,5 +82,5 @@ def test_write_without_markers_fails_and_leaves_the_file(tmp_path: Path) -> None
 
 def test_the_readme_has_the_markers() -> None:
     text = (ROOT / "README.md").read_text()
-    table = _script("readme_table")
+    table = load_script("readme_table")
     assert text.count(table.START) == 1 and text.count(table.END) == 1

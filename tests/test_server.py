@@ -11,110 +11,36 @@ import io
 import os
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
-import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from asr.client import RecognizerClient, RecognizerError, StreamOptions
 from asr.server.app import RunningServer, ServerConfig, start_in_thread
 
-from asr import checkpoint
 from asr.api import Recognizer
 from asr.audio import float_to_mulaw, float_to_pcm16
-from asr.decoding import Decoder
-from asr.features import FeatureConfig, Normalizer
-from asr.model import CTCModel
-from asr.text import Vocabulary
 from asr.v1 import asr_pb2, asr_pb2_grpc
-from tests.conftest import run_unguarded_script, tiny_config
-from tests.test_streaming import _blank_biased
-
-Request = asr_pb2.StreamingRecognizeRequest
-
-
-def make_tiny_recognizer(folder: Path, blank_share: float = 0.5) -> Recognizer:
-    """Tiny streaming + offline models (hidden 16) saved and loaded as checkpoints.
-
-    The streaming head is biased so that noise gives letters on about half the steps
-    (partials and finals then have text, though meaningless).
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-
-    def make(bidirectional: bool, path: Path) -> checkpoint.LoadedModel:
-        torch.manual_seed(0)
-        model = CTCModel(tiny_config(bidirectional))
-        ckpt = checkpoint.make_checkpoint(
-            model, Vocabulary(), FeatureConfig(), Normalizer.identity(80), {}, {}
-        )
-        checkpoint.save(ckpt, path)
-        return checkpoint.load_model(path)
-
-    streaming = make(False, folder / "stream.pt")
-    _blank_biased(streaming.model, blank_share)
-    return Recognizer(streaming, make(True, folder / "offline.pt"), Decoder())
-
-
-def noise(seconds: float, seed: int = 0, rate: int = 16000) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (0.3 * rng.standard_normal(int(rate * seconds))).astype(np.float32)
-
-
-def config_request(
-    rate: int = 16000,
-    encoding: int = asr_pb2.LINEAR16,
-    model: str = "stream",
-    interim: bool = False,
-    **endpointing: int,
-) -> Request:
-    config = asr_pb2.RecognitionConfig(
-        encoding=encoding,
-        sample_rate_hertz=rate,
-        model=model,
-        endpointing=asr_pb2.EndpointingConfig(**endpointing),
-    )
-    return Request(
-        streaming_config=asr_pb2.StreamingRecognitionConfig(config=config, interim_results=interim)
-    )
-
-
-def audio_requests(data: bytes, sizes: list[int] | int = 3200) -> list[Request]:
-    out, i, k = [], 0, 0
-    while i < len(data):
-        n = sizes if isinstance(sizes, int) else sizes[k % len(sizes)]
-        out.append(Request(audio_content=data[i : i + n]))
-        i, k = i + n, k + 1
-    return out
-
-
-def finals(responses: list[asr_pb2.StreamingRecognizeResponse]) -> list[tuple[str, float, float, int]]:
-    return [
-        (r.alternatives[0].transcript, r.result_start_time, r.result_end_time, r.utterance_index)
-        for response in responses
-        for r in response.results
-        if r.is_final
-    ]
+from tests.helpers import (
+    Request,
+    audio_requests,
+    config_request,
+    finals,
+    make_tiny_recognizer,
+    noise,
+    run_unguarded_script,
+    wait_for,
+)
 
 
 def status_of(call: Callable[[], object]) -> grpc.StatusCode:
     with pytest.raises(grpc.RpcError) as info:
         call()
     return info.value.code()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 @pytest.fixture(scope="module")

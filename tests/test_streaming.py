@@ -4,34 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from asr.decoding import Decoder
-from asr.features import Normalizer, log_mel
 from asr.model import CTCModel
 from asr.streaming import EndpointConfig, EventType, SessionConfig, StreamingSession
-
-
-def _blank_biased(model: CTCModel, blank_share: float = 0.7) -> CTCModel:
-    """Make the random tiny model emit blanks on about ``blank_share`` of the steps of noise.
-
-    Its raw output barely depends on the input, so the head is amplified and the blank
-    bias set at the matching quantile of the blank-vs-best-letter margin.
-    """
-    rng = np.random.default_rng(123)
-    feats = log_mel((0.3 * rng.standard_normal(16000 * 4)).astype(np.float32))[None]
-    with torch.no_grad():
-        model.head[1].weight.mul_(40.0)
-        model.head[1].bias.mul_(40.0)
-        model.head[1].bias[0] = 0.0
-        lp, _, _ = model(feats, torch.tensor([feats.shape[1]]))
-        margin = lp[0, :, 1:].max(-1).values - lp[0, :, 0]  # > 0: a letter wins
-        model.head[1].bias[0] = float(torch.quantile(margin, blank_share))
-    return model
-
-
-def _session(model: CTCModel, **kwargs) -> StreamingSession:  # type: ignore[no-untyped-def]
-    return StreamingSession(model, Normalizer.identity(80), Decoder(), SessionConfig(**kwargs))
+from tests.helpers import blank_biased, tiny_session
 
 
 def _run(session: StreamingSession, audio: np.ndarray, sizes: list[int]) -> list:  # type: ignore[type-arg]
@@ -45,13 +21,13 @@ def _run(session: StreamingSession, audio: np.ndarray, sizes: list[int]) -> list
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_finals_do_not_depend_on_chunking(tiny_model: CTCModel, seed: int) -> None:
-    model = _blank_biased(tiny_model)
+    model = blank_biased(tiny_model)
     rng = np.random.default_rng(seed)
     audio = (0.3 * rng.standard_normal(16000 * 6)).astype(np.float32)
     cfg = {"endpoint": EndpointConfig(trailing_silence_ms=90, max_utterance_ms=2000)}
-    whole = [r for r in _run(_session(model, **cfg), audio, []) if r.is_final]
+    whole = [r for r in _run(tiny_session(model, **cfg), audio, []) if r.is_final]
     sizes = [int(s) for s in rng.integers(1, 4000, size=60)]
-    chunked = [r for r in _run(_session(model, **cfg), audio, sizes) if r.is_final]
+    chunked = [r for r in _run(tiny_session(model, **cfg), audio, sizes) if r.is_final]
     assert [(r.text, r.start, r.end) for r in chunked] == [(r.text, r.start, r.end) for r in whole]
     assert len(whole) >= 2  # the 2 s cap alone forces several utterances
     ends = [r.end for r in whole]
@@ -60,10 +36,10 @@ def test_finals_do_not_depend_on_chunking(tiny_model: CTCModel, seed: int) -> No
 
 
 def test_partials_never_repeat_or_regress(tiny_model: CTCModel) -> None:
-    model = _blank_biased(tiny_model, blank_share=0.4)
+    model = blank_biased(tiny_model, blank_share=0.4)
     rng = np.random.default_rng(5)
     audio = (0.3 * rng.standard_normal(16000 * 4)).astype(np.float32)
-    session = _session(model, endpoint=EndpointConfig(trailing_silence_ms=300, max_utterance_ms=3000))
+    session = tiny_session(model, endpoint=EndpointConfig(trailing_silence_ms=300, max_utterance_ms=3000))
     results = _run(session, audio, [1600] * 39)
     last: dict[int, str] = {}
     for r in results:
@@ -76,8 +52,8 @@ def test_partials_never_repeat_or_regress(tiny_model: CTCModel) -> None:
 
 
 def test_forced_endpoint(tiny_model: CTCModel) -> None:
-    model = _blank_biased(tiny_model, blank_share=0.0)  # letters everywhere: never a natural endpoint
-    session = _session(model, endpoint=EndpointConfig(trailing_silence_ms=3000, max_utterance_ms=60000))
+    model = blank_biased(tiny_model, blank_share=0.0)  # letters everywhere: never a natural endpoint
+    session = tiny_session(model, endpoint=EndpointConfig(trailing_silence_ms=3000, max_utterance_ms=60000))
     rng = np.random.default_rng(0)
     first = session.accept_audio((0.3 * rng.standard_normal(16000)).astype(np.float32))
     assert not any(r.is_final for r in first)
@@ -90,8 +66,8 @@ def test_forced_endpoint(tiny_model: CTCModel) -> None:
 
 
 def test_initial_silence_timeout(tiny_model: CTCModel) -> None:
-    model = _blank_biased(tiny_model, blank_share=1.0)  # only blanks: nobody speaks
-    session = _session(model, endpoint=EndpointConfig(initial_silence_timeout_ms=1000))
+    model = blank_biased(tiny_model, blank_share=1.0)  # only blanks: nobody speaks
+    session = tiny_session(model, endpoint=EndpointConfig(initial_silence_timeout_ms=1000))
     results = session.accept_audio(np.zeros(16000 * 2, np.float32))
     assert session.finished
     timeouts = [r for r in results if EventType.INITIAL_SILENCE_TIMEOUT in r.events]
@@ -101,8 +77,8 @@ def test_initial_silence_timeout(tiny_model: CTCModel) -> None:
 
 
 def test_resampling_input_rate(tiny_model: CTCModel) -> None:
-    model = _blank_biased(tiny_model)
-    session = _session(model, sample_rate=8000)
+    model = blank_biased(tiny_model)
+    session = tiny_session(model, sample_rate=8000)
     session.accept_audio(np.zeros(8000, np.float32))
     assert session.step <= 32  # the resampler may hold a few samples back until the end
     session.finish()

@@ -19,27 +19,7 @@ from asr.cli import main
 from asr.data import ChannelEQ, FreqWarp, load_feature_set
 from asr.features import log_mel
 from asr.train import TrainConfig, Trainer, anneal_by_time, lr_at, run_training
-
-
-def _config(tmp_path: Path, manifest: Path, out: str, steps: int) -> TrainConfig:
-    return TrainConfig(
-        out_dir=str(tmp_path / out),
-        train_manifests=[str(manifest)],
-        dev_manifest=str(manifest),
-        hidden=16,
-        layers=2,
-        proj_dim=24,
-        max_steps=steps,
-        max_frames=400,
-        lr=3e-3,
-        warmup_steps=2,
-        eval_every=1000,
-        save_every=1000,
-        log_every=1,
-        threads=1,
-        feature_jobs=1,
-        cache_dir=str(tmp_path / "feats"),
-    )
+from tests.helpers import tiny_train_config
 
 
 def test_freq_warp_moves_a_tone_and_keeps_the_band_edges() -> None:
@@ -109,7 +89,7 @@ def test_lr_anneal_by_wall_time() -> None:
 
 
 def test_loss_falls(tmp_path: Path, tiny_manifest: Path) -> None:
-    trainer = Trainer(_config(tmp_path, tiny_manifest, "run", 40))
+    trainer = Trainer(tiny_train_config(tmp_path, tiny_manifest, "run", 40))
     trainer.train()
     losses = [e["loss"] for e in trainer.history if "loss" in e]
     assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5
@@ -117,7 +97,10 @@ def test_loss_falls(tmp_path: Path, tiny_manifest: Path) -> None:
 
 def test_batch_augmentation_on_device_trains(tmp_path: Path, tiny_manifest: Path) -> None:
     config = replace(
-        _config(tmp_path, tiny_manifest, "ondev", 40), augment_on_device=True, freq_warp=0.1, channel_eq=6.0
+        tiny_train_config(tmp_path, tiny_manifest, "ondev", 40),
+        augment_on_device=True,
+        freq_warp=0.1,
+        channel_eq=6.0,
     )
     trainer = Trainer(config)
     trainer.train()
@@ -126,7 +109,7 @@ def test_batch_augmentation_on_device_trains(tmp_path: Path, tiny_manifest: Path
 
 
 def test_bf16_autocast_trains(tmp_path: Path, tiny_manifest: Path) -> None:
-    config = _config(tmp_path, tiny_manifest, "bf16", 40)
+    config = tiny_train_config(tmp_path, tiny_manifest, "bf16", 40)
     config.bf16 = True
     trainer = Trainer(config)
     trainer.train()
@@ -151,13 +134,13 @@ def test_epochs_with_fewer_batches_than_the_last(
 
     monkeypatch.setattr(train_module, "bucket_batches", shrinking)
     assert len(shrinking(*_batch_args(tmp_path, tiny_manifest), 0)) >= 3
-    trainer = Trainer(_config(tmp_path, tiny_manifest, "epochs", 12))
+    trainer = Trainer(tiny_train_config(tmp_path, tiny_manifest, "epochs", 12))
     trainer.train()
     assert trainer.step == 12 and trainer.epoch >= 2
 
 
 def _batch_args(tmp_path: Path, manifest: Path) -> tuple[list[int], int, int]:
-    config = _config(tmp_path, manifest, "probe", 1)
+    config = tiny_train_config(tmp_path, manifest, "probe", 1)
     trainer = Trainer(config)
     return list(trainer.train_data.lengths), config.max_frames, config.seed
 
@@ -174,7 +157,7 @@ def test_resume_is_exact(
     # are the batch-wise augmentations of on_device.
     def config(out: str, steps: int) -> TrainConfig:
         return replace(
-            _config(tmp_path, tiny_manifest, out, steps),
+            tiny_train_config(tmp_path, tiny_manifest, out, steps),
             freq_warp=freq_warp,
             channel_eq=channel_eq,
             loader_workers=workers,
@@ -198,18 +181,18 @@ def test_resume_is_exact(
 
 
 def test_stop_file_ends_the_run_with_eval_and_save(tmp_path: Path, tiny_manifest: Path) -> None:
-    trainer = Trainer(_config(tmp_path, tiny_manifest, "stopped", 50))
+    trainer = Trainer(tiny_train_config(tmp_path, tiny_manifest, "stopped", 50))
     (trainer.out / "STOP").touch()
     trainer.train()
     assert trainer.step == 1  # checked every log_every (= 1) steps
     assert not (trainer.out / "STOP").exists()
     assert "dev_cer" in trainer.history[-1]
     assert (trainer.out / "last.pt").exists() and (trainer.out / "best.pt").exists()
-    assert Trainer(_config(tmp_path, tiny_manifest, "stopped", 50)).step == 1  # resumes there
+    assert Trainer(tiny_train_config(tmp_path, tiny_manifest, "stopped", 50)).step == 1  # resumes there
 
 
 def test_best_checkpoint_is_shippable(tmp_path: Path, tiny_manifest: Path) -> None:
-    best = run_training(_config(tmp_path, tiny_manifest, "ship", 3))
+    best = run_training(tiny_train_config(tmp_path, tiny_manifest, "ship", 3))
     loaded = checkpoint.load_model(best)
     training = loaded.meta["training"]
     assert training["steps"] == 3 and training["data"]["utterances"] == 12
@@ -218,7 +201,7 @@ def test_best_checkpoint_is_shippable(tmp_path: Path, tiny_manifest: Path) -> No
 
 
 def test_eval_cli_json(tmp_path: Path, tiny_manifest: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    best = run_training(_config(tmp_path, tiny_manifest, "ev", 2))
+    best = run_training(tiny_train_config(tmp_path, tiny_manifest, "ev", 2))
     capsys.readouterr()
     assert main(["eval", "--manifest", str(tiny_manifest), "--model", str(best), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -288,7 +271,7 @@ def test_train_on_librispeech_folder(tmp_path: Path, tiny_manifest: Path) -> Non
 
     entries = librispeech_entries(tmp_path / "libri")
     assert len(entries) == 12 and entries[0]["text"] == "GO ON" and entries[0]["duration"] > 0.5
-    config = _config(tmp_path, tiny_manifest, "libri-run", 2)
+    config = tiny_train_config(tmp_path, tiny_manifest, "libri-run", 2)
     config.train_manifests = [str(tmp_path / "libri")]
     trainer = Trainer(config)
     assert len(trainer.train_data) == 12 and trainer.train_data.texts[0] == "go on"  # normalised
@@ -298,9 +281,9 @@ def test_train_on_librispeech_folder(tmp_path: Path, tiny_manifest: Path) -> Non
 
 def test_warm_start_from_shipped_checkpoint(tmp_path: Path, tiny_manifest: Path) -> None:
     """Across sessions only the shipped fp16 checkpoint survives: training continues from it."""
-    best = run_training(_config(tmp_path, tiny_manifest, "first", 3))
+    best = run_training(tiny_train_config(tmp_path, tiny_manifest, "first", 3))
     shipped = checkpoint.load_model(best)
-    config = _config(tmp_path, tiny_manifest, "second", 6)
+    config = tiny_train_config(tmp_path, tiny_manifest, "second", 6)
     config.init_from = str(best)
     trainer = Trainer(config)
     assert trainer.step == 3 and trainer.warm_start_step == 3
@@ -314,12 +297,12 @@ def test_warm_start_from_shipped_checkpoint(tmp_path: Path, tiny_manifest: Path)
 
 
 def test_warm_start_may_change_dropout_but_not_shape(tmp_path: Path, tiny_manifest: Path) -> None:
-    best = run_training(_config(tmp_path, tiny_manifest, "first", 2))
-    config = _config(tmp_path, tiny_manifest, "second", 3)
+    best = run_training(tiny_train_config(tmp_path, tiny_manifest, "first", 2))
+    config = tiny_train_config(tmp_path, tiny_manifest, "second", 3)
     config.init_from, config.dropout = str(best), 0.25
     trainer = Trainer(config)
     assert trainer.step == 2 and trainer.model.config.dropout == 0.25
-    config = _config(tmp_path, tiny_manifest, "third", 3)
+    config = tiny_train_config(tmp_path, tiny_manifest, "third", 3)
     config.init_from, config.hidden = str(best), 24
     with pytest.raises(ValueError, match="expected"):
         Trainer(config)
@@ -372,7 +355,7 @@ def test_augment_batch_specaugment_masks_within_bounds() -> None:
 
 
 def test_snapshots_average_to_the_mean_of_their_weights(tmp_path: Path, tiny_manifest: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    config = _config(tmp_path, tiny_manifest, "snap", 3)
+    config = tiny_train_config(tmp_path, tiny_manifest, "snap", 3)
     config.snapshot_every = 1
     run_training(config)
     snaps = sorted((tmp_path / "snap" / "snapshots").glob("step-*.pt"))
@@ -401,8 +384,8 @@ def test_snapshots_average_to_the_mean_of_their_weights(tmp_path: Path, tiny_man
 
 
 def test_average_refuses_checkpoints_of_different_models(tmp_path: Path, tiny_manifest: Path) -> None:
-    small = run_training(_config(tmp_path, tiny_manifest, "small", 1))
-    config = _config(tmp_path, tiny_manifest, "wide", 1)
+    small = run_training(tiny_train_config(tmp_path, tiny_manifest, "small", 1))
+    config = tiny_train_config(tmp_path, tiny_manifest, "wide", 1)
     config.hidden = 24
     wide = run_training(config)
     with pytest.raises(ValueError, match="expected the same config"):

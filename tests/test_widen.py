@@ -12,8 +12,7 @@ from asr.cli import main
 from asr.model import CTCModel
 from asr.train import Trainer, run_training
 from asr.widen import widen_model
-from tests.conftest import tiny_config
-from tests.test_train import _config
+from tests.helpers import tiny_config, tiny_train_config
 
 
 @pytest.mark.parametrize("method", ["split", "zero"])
@@ -99,7 +98,7 @@ def test_widen_rejects_a_smaller_size_or_unknown_method() -> None:
 def test_widen_cli_then_warm_start(
     tmp_path: Path, tiny_manifest: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    best = run_training(_config(tmp_path, tiny_manifest, "first", 2))
+    best = run_training(tiny_train_config(tmp_path, tiny_manifest, "first", 2))
     wide_path = tmp_path / "wide.pt"
     assert main(["widen", str(best), "--hidden", "24", "--out", str(wide_path)]) == 0
     assert "hidden 16 -> 24" in capsys.readouterr().out
@@ -111,7 +110,7 @@ def test_widen_cli_then_warm_start(
         torch.testing.assert_close(
             wide.model(x, torch.tensor([45]))[0], narrow.model(x, torch.tensor([45]))[0]
         )
-    config = _config(tmp_path, tiny_manifest, "second", 4)
+    config = tiny_train_config(tmp_path, tiny_manifest, "second", 4)
     config.init_from, config.hidden = str(wide_path), 24
     trainer = Trainer(config)
     assert trainer.step == 2 and trainer.model.config.hidden == 24
