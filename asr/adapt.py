@@ -40,9 +40,9 @@ from asr.audio import AudioError, load_audio
 from asr.checkpoint import MODELS_DIR, LoadedModel
 from asr.data import SpecAugment, pack_batches
 from asr.decoding import Decoder
-from asr.evaluate import batch_log_probs
 from asr.features import log_mel
 from asr.fusion import FUSION_FILE, file_sha256
+from asr.inference import batch_log_probs
 from asr.metrics import error_rates
 from asr.profiles import KINDS, ProfileStore
 from asr.text import greedy_decode
@@ -488,6 +488,15 @@ def adapt_profile(
     )
     store.write_card(name, {"adaptation": report.to_dict()})
     return report
+
+
+def report_from_dict(d: dict[str, Any]) -> AdaptReport:
+    """The :class:`AdaptReport` of :meth:`AdaptReport.to_dict` (a profile card's ``adaptation``)."""
+    models = [
+        ModelReport(**{**m, "before": Scores(**m["before"]), "after": Scores(**m["after"])})
+        for m in d["models"]
+    ]
+    return AdaptReport(**{**d, "models": models})
 
 
 def format_report(report: AdaptReport) -> str:

@@ -136,14 +136,30 @@ class Recognizer:
         lm: str | os.PathLike[str] | None = MODELS_DIR / "lm",
         fusion: str | os.PathLike[str] | None = FUSION_FILE,
         offline_beam_width: int | None = OFFLINE_BEAM_WIDTH,
+        profile: str | None = None,
+        profiles_dir: str | os.PathLike[str] | None = None,
     ) -> Recognizer:
         """Load models by name (``streaming``/``offline``) or checkpoint path.
+
+        ``profile``: a speaker profile's adapted models (and their fusion) replace
+        ``streaming`` and ``offline`` (:mod:`asr.profiles`; ``profiles_dir`` defaults to
+        ``$ASR_PROFILES`` or ``~/.local/share/lstm-asr/profiles``). Raises
+        :class:`asr.profiles.ProfileNotFound` for an unknown profile, ValueError for a
+        malformed name or a profile that was never adapted.
 
         ``fusion``: the tuned two-pass fusion file; it applies only if it was tuned for
         these two checkpoints (None: two-pass finals from the BiLSTM alone).
         ``offline_beam_width``: beam width of offline-mode finals (whole files, where no
         live latency is at stake); None: the decoder's 32, as live finals use.
         """
+        if profile is not None:
+            from asr.profiles import ProfileStore
+
+            store = ProfileStore(profiles_dir)
+            adapted_streaming, adapted_offline = store.adapted_models(profile)
+            streaming = adapted_streaming
+            offline = adapted_offline if offline else None
+            fusion = store.fusion_path(profile) if fusion is not None else None
         stream_model = load_model(streaming)
         offline_model = load_model(offline) if offline else None
         tuned = load_fusion(stream_model, offline_model, fusion) if fusion is not None else None
@@ -269,6 +285,8 @@ def load(
     streaming: str | os.PathLike[str] = "streaming",
     offline: str | os.PathLike[str] | None = "offline",
     lm: str | os.PathLike[str] | None = MODELS_DIR / "lm",
+    profile: str | None = None,
+    profiles_dir: str | os.PathLike[str] | None = None,
 ) -> Recognizer:
-    """Load the shipped recogniser (see :class:`Recognizer`)."""
-    return Recognizer.load(streaming, offline, lm)
+    """Load the shipped recogniser, or a speaker profile's adapted one (see :class:`Recognizer`)."""
+    return Recognizer.load(streaming, offline, lm, profile=profile, profiles_dir=profiles_dir)

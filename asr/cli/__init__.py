@@ -18,11 +18,11 @@ import argparse
 import logging
 import sys
 
-from asr.cli import bench, corpus, lm, serve, training, transcribe
+from asr.cli import bench, corpus, lm, profiles, serve, training, transcribe
 
 log = logging.getLogger("asr")
 
-COMMAND_MODULES = (corpus, training, lm, transcribe, serve, bench)
+COMMAND_MODULES = (corpus, training, lm, transcribe, profiles, serve, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
-    except (ValueError, OSError, RuntimeError) as e:  # bad input or setup: one line, not a traceback
+    except (ValueError, LookupError, OSError, RuntimeError) as e:  # bad input or setup: one line, not a traceback
         if args.verbose:
             raise
         action = getattr(args, f"{args.command}_command", None)

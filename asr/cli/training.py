@@ -7,6 +7,7 @@ import os
 import sys
 
 from asr.cli.common import HelpFormatter, default_lm
+from asr.cli.profiles import add_profile_flags
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -138,14 +139,16 @@ def _eval(args: argparse.Namespace) -> int:
         from asr.api import load_decoder
 
         decoder = load_decoder(None if args.no_lm else args.lm)
-    model = args.model
+    from asr.cli.profiles import profile_checkpoint
+
+    model = profile_checkpoint(args, args.model)
     if args.int8:
         from dataclasses import replace
 
         from asr.checkpoint import load_model
         from asr.model import quantize_int8
 
-        model = load_model(args.model)
+        model = load_model(model)
         model = replace(model, model=quantize_int8(model.model))
     result, rows = evaluate_manifest(
         model, args.manifest, limit=args.limit, progress=not args.json, decoder=decoder
@@ -178,6 +181,7 @@ def _register_eval(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     p.add_argument("--manifest", required=True, help="JSONL manifest (audio_filepath, duration, text)")
     p.add_argument("--model", default="streaming", help="streaming, offline, or a checkpoint path")
+    add_profile_flags(p, "the shipped --model")
     p.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
     p.add_argument("--limit", type=int, default=None, help="only the first N utterances")
     p.add_argument("--show", type=int, default=0, help="print N reference/hypothesis pairs")
