@@ -86,7 +86,9 @@ def vosk_config(
 
     Vosk's keys: ``sample_rate``, ``words``, ``max_alternatives``, ``phrase_list``
     (phrases to favour: here hotwords with a boost, not a closed grammar). Ours:
-    ``model`` (stream, two-pass or offline), ``profile``, ``hotword_boost``,
+    ``model`` (stream, two-pass or offline; by default two-pass where the server loaded
+    the offline model: a Vosk client cannot name our models, and two-pass streams the
+    same partials with more accurate finals), ``profile``, ``hotword_boost``,
     ``partial_decoder`` and the endpointing keys ``trailing_silence_ms``,
     ``max_utterance_ms`` and ``initial_silence_timeout_ms``. Other keys are ignored, as
     Vosk ignores what it does not know.
@@ -116,7 +118,7 @@ def vosk_config(
     rc = asr_pb2.RecognitionConfig(
         encoding=asr_pb2.LINEAR16,
         sample_rate_hertz=int(rate if rate is not None else DEFAULT_SAMPLE_RATE),
-        model=config.get("model", ""),
+        model=config.get("model") or ("two-pass" if offline_available else "stream"),
         max_alternatives=int(alternatives),
         partial_decoder=config.get("partial_decoder", ""),
     )

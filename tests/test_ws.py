@@ -151,16 +151,21 @@ def test_vosk_session_one_reply_per_chunk_then_final_and_close(server: RunningSe
     assert idle(server)
 
 
-def test_websocket_and_grpc_share_one_engine(server: RunningServer) -> None:
-    """Same audio, same chunks: the same finals over both transports, counted in one set of metrics."""
+@pytest.mark.parametrize(("config", "mode"), [("{}", "two-pass"), ('{"model": "stream"}', "stream")])
+def test_websocket_and_grpc_share_one_engine(server: RunningServer, config: str, mode: str) -> None:
+    """Same audio, same chunks: the same finals over both transports, counted in one set of metrics.
+
+    A Vosk client that names no model gets two-pass (the server loaded the offline model).
+    """
     assert server.handle is not None
     pcm = float_to_pcm16(noise(3.0, seed=2))
     before = server.handle.metrics.total_streams
-    replies, _ = asyncio.run(vosk_session(url(server), pcm, '{"config": {"sample_rate": 16000}}'))
+    replies, _ = asyncio.run(vosk_session(url(server), pcm, f'{{"config": {config}}}'))
     ws_text = " ".join(r["text"] for r in replies if r.get("text"))
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         stub = asr_pb2_grpc.RecognizerStub(channel)
-        responses = list(stub.StreamingRecognize(iter([config_request(), *audio_requests(pcm, CHUNK)])))
+        requests = [config_request(model=mode), *audio_requests(pcm, CHUNK)]
+        responses = list(stub.StreamingRecognize(iter(requests)))
         stats = stub.GetStats(asr_pb2.GetStatsRequest())
     grpc_text = " ".join(text for text, *_ in finals(responses) if text)
     assert ws_text and ws_text == grpc_text
