@@ -13,10 +13,15 @@ open and raises :class:`AudioError`.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import struct
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
 from typing import BinaryIO
 
 import numpy as np
@@ -130,6 +135,58 @@ def _read_frames(snd: sf.SoundFile, name: str, max_frames: int | None = None) ->
     return np.concatenate(blocks, axis=0), True
 
 
+# libmpg123 (libsndfile's MP3 decoder) writes notes and recoverable errors straight to
+# stderr, e.g. about an encoder's Xing/ID3 headers, even for files that decode fine.
+_MPG123_PREFIXES = ("[src/libmpg123", "[", "Note:", "Warning:", "error:", "Big frame", "Frame ")
+_stderr_lock = threading.Lock()
+
+
+def _looks_like_mpeg(source: str | io.BytesIO) -> bool:
+    if isinstance(source, io.BytesIO):
+        head = source.getbuffer()[:3].tobytes()
+    else:
+        with open(source, "rb") as f:
+            head = f.read(3)
+    return head.startswith(b"ID3") or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
+
+
+@contextlib.contextmanager
+def _decoder_stderr(quiet: bool) -> Iterator[None]:
+    """While decoding MPEG audio, hold back what the decoder writes to stderr (file descriptor 2).
+
+    When the block succeeds, libmpg123's lines go to the debug log and anything else written
+    meanwhile (e.g. another thread's log line) is passed on; when it raises, everything is.
+    """
+    if not quiet:
+        yield
+        return
+    with _stderr_lock, tempfile.TemporaryFile() as held:
+        sys.stderr.flush()
+        try:
+            saved = os.dup(2)
+        except OSError:  # no usable stderr: nothing to hold back
+            yield
+            return
+        ok = False
+        try:
+            os.dup2(held.fileno(), 2)
+            yield
+            ok = True
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            lines = held.read().decode("utf-8", "replace").splitlines(keepends=True)
+            noise = [line for line in lines if ok and line.lstrip().startswith(_MPG123_PREFIXES)]
+            for line in noise:
+                logger.debug("libmpg123: %s", line.rstrip())
+            rest = "".join(line for line in lines if line not in noise)
+            if rest:
+                sys.stderr.write(rest)
+                sys.stderr.flush()
+
+
 def _decode(
     source: str | io.BytesIO,
     name: str,
@@ -143,6 +200,32 @@ def _decode(
     small container that declares 1 Hz, or hours of compressed silence, would
     otherwise decode and resample to gigabytes.
     """
+    with _decoder_stderr(_looks_like_mpeg(source)):
+        data, in_rate, declared, complete = _decode_frames(source, name, max_seconds, rate_range)
+    known = declared < _UNKNOWN_FRAMES
+    if data.shape[0] == 0:
+        raise AudioError(f"{name}: contains no audio")
+    if complete and known and data.shape[0] < declared:
+        logger.warning(
+            "%s: truncated audio, header declares %d frames but only %d could be read",
+            name,
+            declared,
+            data.shape[0],
+        )
+    data = _sanitize(data, name)
+    mono = data.mean(axis=1, dtype=np.float64).astype(np.float32)  # (frames,)
+    out = resample(mono, in_rate, sample_rate)
+    return np.ascontiguousarray(_sanitize(out, name), dtype=np.float32)
+
+
+def _decode_frames(
+    source: str | io.BytesIO,
+    name: str,
+    max_seconds: float | None,
+    rate_range: tuple[int, int] | None,
+) -> tuple[np.ndarray, int, int, bool]:
+    """libsndfile's part of :func:`_decode`: ``(frames, channels)`` samples, their rate, the
+    declared frame count and whether decoding reached the end."""
     try:
         snd = sf.SoundFile(source)
     except (sf.SoundFileError, RuntimeError, OSError, EOFError) as exc:
@@ -163,19 +246,7 @@ def _decode(
                     f"{name}: {declared / in_rate:.1f} s of audio, longer than the {max_seconds:g} s maximum"
                 )
         data, complete = _read_frames(snd, name, max_frames)  # (frames, channels)
-    if data.shape[0] == 0:
-        raise AudioError(f"{name}: contains no audio")
-    if complete and known and data.shape[0] < declared:
-        logger.warning(
-            "%s: truncated audio, header declares %d frames but only %d could be read",
-            name,
-            declared,
-            data.shape[0],
-        )
-    data = _sanitize(data, name)
-    mono = data.mean(axis=1, dtype=np.float64).astype(np.float32)  # (frames,)
-    out = resample(mono, in_rate, sample_rate)
-    return np.ascontiguousarray(_sanitize(out, name), dtype=np.float32)
+    return data, in_rate, declared, complete
 
 
 def _warn_if_wav_truncated(f: BinaryIO, size: int, name: str) -> None:

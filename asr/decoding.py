@@ -23,6 +23,8 @@ from asr.beam import BlankFrameSkipper, IncrementalBeamSearch
 from asr.text import BLANK, LABELS, Vocabulary
 
 log = logging.getLogger(__name__)
+# pyctcdecode logs its alphabet's style at INFO each time a decoder is built; nothing to act on.
+logging.getLogger("pyctcdecode.alphabet").setLevel(logging.WARNING)
 
 STEP_SECONDS = 0.03  # 3 stacked 10 ms frames
 # Beam width of offline-mode finals (whole files: `asr transcribe`, Recognizer.transcribe).

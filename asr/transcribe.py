@@ -108,7 +108,7 @@ def render(transcript: Transcript, fmt: str, path: str = "") -> str:
 @dataclass
 class BatchReport:
     done: list[str]
-    failed: list[tuple[str, str]]  # (path, reason)
+    failed: list[tuple[str, str]]  # (path, reason); the reason does not repeat the path
     audio_seconds: float
     seconds: float
 
@@ -163,7 +163,7 @@ def transcribe_files(
 
     def fail(path: str, error: Exception) -> None:
         log.error("%s", error)
-        report.failed.append((path, str(error)))
+        report.failed.append((path, str(error).removeprefix(f"{path}: ")))  # the reason names no path
         bar.update()
 
     batched = mode == "offline" and recognizer.offline is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from asr.cli.common import HelpFormatter, default_lm, positive_int
+from asr.cli.common import HelpFormatter, default_lm, positive_int, set_threads
 
 
 def _transcribe(args: argparse.Namespace) -> int:
@@ -15,10 +15,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     from asr.streaming import EndpointConfig, SessionConfig
     from asr.transcribe import transcribe_files
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     recognizer = Recognizer.load(
         streaming=args.streaming_model,
         offline=args.offline_model if args.mode != "stream" else None,
@@ -58,6 +55,8 @@ def _transcribe(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from asr.decoding import DecoderOptions
+
     p = sub.add_parser(
         "transcribe",
         help="transcribe audio files (batch, no server needed)",
@@ -90,7 +89,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "(models/fusion.json)",
     )
     p.add_argument("--hotword", action="append", default=[], help="boost this word/phrase (repeatable)")
-    p.add_argument("--hotword-weight", type=float, default=None, help="hotword boost (default 10)")
+    p.add_argument(
+        "--hotword-weight",
+        type=float,
+        default=None,
+        help=f"hotword boost (default {DecoderOptions.hotword_weight:g})",
+    )
     p.add_argument("--n-best", type=int, default=1, help="alternatives per utterance (json)")
     p.add_argument(
         "--beam-width",
@@ -102,7 +106,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--trailing-silence-ms", type=int, default=600, help="silence that ends an utterance")
     p.add_argument("--max-utterance-ms", type=int, default=20000, help="longest utterance before a cut")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for the models (0: torch's default, one per core); more than 1 gains "
+        "little on a free machine and costs much on a busy one, where the threads wait for each other",
+    )
     p.add_argument(
         "--jobs",
         type=int,

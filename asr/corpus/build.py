@@ -35,7 +35,7 @@ import numpy as np
 from asr.audio import AudioError, load_audio, write_wav
 from asr.corpus.augment import CLEAN, AugmentConfig, augment
 from asr.corpus.kokoro import kokoro_voices, style_split
-from asr.corpus.text_sources import collect_sentences
+from asr.corpus.text_sources import TEXT_PACKAGES, collect_sentences
 from asr.corpus.voices import (
     FESTIVAL_ENGINES,
     Prosody,
@@ -140,6 +140,9 @@ def split_voices(voices: Sequence[Voice], seed: int) -> dict[str, list[Voice]]:
     return splits
 
 
+_MISSING_TEXT = f"install {' '.join(TEXT_PACKAGES)} with `make corpus-deps`"
+
+
 def prepare_text(out: Path, seed: int) -> dict[str, list[str]]:
     """Collect, clean and split the sentences once; later builds reuse the files."""
     text_dir = out / "text"
@@ -147,6 +150,8 @@ def prepare_text(out: Path, seed: int) -> dict[str, list[str]]:
         return {s: (text_dir / f"{s}.txt").read_text(encoding="utf-8").splitlines() for s in SPLITS}
     per_source = collect_sentences()
     everything = [s for sentences in per_source.values() for s in sentences]
+    if not everything:
+        raise ValueError(f"expected English sentences from Debian's text packages, got none: {_MISSING_TEXT}")
     splits = split_sentences(everything, seed)
     text_dir.mkdir(parents=True, exist_ok=True)
     for name, sentences in splits.items():
@@ -309,6 +314,13 @@ def build_corpus(config: CorpusConfig, progress: bool = True) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     sentences = prepare_text(out, config.seed)
+    wanted = {"train": config.hours > 0, "dev": config.dev_utts > 0, "test": config.test_utts > 0}
+    for split, needed in wanted.items():
+        if needed and not any(sentences[split]):
+            raise ValueError(
+                f"expected {split} sentences in {out / 'text' / split}.txt, got none: {_MISSING_TEXT}, "
+                f"then remove {out / 'text'} so that it is written again"
+            )
     voices = prepare_voices(out, config.seed, kokoro=config.engine_weights.get("kokoro", 0) > 0)
     for split in SPLITS:
         log.info("%s: %d sentences, %d voices", split, len(sentences[split]), len(voices[split]))

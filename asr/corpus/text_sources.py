@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 FORTUNE_DIR = Path("/usr/share/games/fortunes")
 WORDNET_DIR = Path("/usr/share/wordnet")
 JARGON_TXT = Path("/usr/share/doc/jargon-text/jargon.txt.gz")
+# The Debian packages the sentences come from (`make corpus-deps` installs them).
+TEXT_PACKAGES = ("fortunes", "fortunes-min", "bible-kjv", "bible-kjv-text", "wordnet-base", "jargon-text")
 # Fortune files that are pictures or non-English, not prose.
 _SKIP_FORTUNES = {"ascii-art", "translate-me"}
 
