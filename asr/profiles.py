@@ -68,7 +68,7 @@ SPEECH_ABOVE_FLOOR_DB = 15.0  # a frame is speech when this far above the quiete
 STEADY_RANGE_DB = 6.0  # speech rises and falls more than this between syllables
 MIN_SPEECH_SHARE = 0.2  # at least this share of a take must be speech
 CLIP_LEVEL = 0.99
-MAX_CLIPPED_SHARE = 0.001  # of samples at or beyond CLIP_LEVEL
+MAX_CLIPPED_SHARE = 0.002  # of samples at or beyond CLIP_LEVEL, in runs of two or more
 MAX_CHARS_PER_SECOND = 30.0  # faster than this for its text: the take is cut short
 MIN_CHARS_PER_SECOND = 3.0  # slower than this: too long for its text (other talk, long pauses)
 
@@ -169,7 +169,10 @@ def measure_take(audio16: np.ndarray) -> TakeStats:
         span = (idx[-1] - idx[0] + 1) * FRAME_SECONDS
     else:
         span = 0.0
-    clipped = float(np.mean(np.abs(audio16) >= CLIP_LEVEL))
+    # Clipping flattens the wave at full scale: count samples in runs of two or more there
+    # (a lone full-scale peak is no clipping).
+    full = np.abs(audio16) >= CLIP_LEVEL
+    clipped = float(np.mean(full[1:] & full[:-1])) if len(full) > 1 else 0.0
     return TakeStats(
         len(audio16) / SAMPLE_RATE, peak, peak - floor, float(speech.mean()), float(span), clipped
     )

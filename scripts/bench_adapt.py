@@ -1,0 +1,317 @@
+#!/usr/bin/env python
+"""Speaker adaptation benchmark: WER with the LM against minutes of enrollment, per held-out voice.
+
+For each voice (held out of every training set: flite rms, festival ked, mbrola us3, SVOX
+Pico en-GB) and each enrollment length:
+
+1. enrollment takes: the shipped prompts (asr/prompts.txt, train-split sentences), in order,
+   spoken by the voice until the minutes are reached (rate varied 0.9-1.1);
+2. test set: ``--test-utts`` sentences of the corpus *test* split (never trained on, never in
+   the LM; disjoint from the prompts), spoken by the same voice (rate 0.85-1.15);
+3. ``asr adapt``'s defaults fine-tune both models on the takes (wall time recorded);
+4. WER/CER with the LM in the offline (``asr transcribe``), two-pass and streaming modes,
+   before (shipped models) and after (the profile), and the adapted offline model on the
+   next voice's test set (what adapting to one voice costs on another).
+
+Every (voice, minutes) cell is one JSON file under ``OUT/cells``: an interrupted run resumes
+at the next cell. ``--report`` renders reports/adaptation.{json,md,png} from the cells there.
+
+    nohup nice -n 5 .venv/bin/python scripts/bench_adapt.py --minutes 10 2 --test-utts 60 &
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from asr.adapt import AdaptConfig, adapt_profile
+from asr.api import Recognizer
+from asr.audio import SAMPLE_RATE, load_audio
+from asr.corpus.voices import FESTIVAL_ENGINES, Prosody, Voice, synthesize, synthesize_festival_batch
+from asr.metrics import error_rates
+from asr.profiles import ProfileStore
+from asr.prompts import CORPUS_SEED, enrollment_prompts
+from asr.streaming import SessionConfig
+from asr.text import normalize_text
+
+log = logging.getLogger("bench_adapt")
+
+VOICES = {
+    "flite:rms": Voice("flite", "rms", "rms"),
+    "festival:ked_diphone": Voice("festival", "ked_diphone", "ked"),
+    "mbrola:mb-us3": Voice("mbrola", "mb-us3", "mb-us3"),
+    "pico:en-GB": Voice("pico", "en-GB", "pico-kh0"),
+}
+MODES = ("offline", "two-pass", "streaming")
+
+
+def slug(voice_id: str) -> str:
+    return voice_id.replace(":", "-")
+
+
+def test_sentences(out: Path, n: int, seed: int = 7) -> list[str]:
+    """``n`` test-split sentences (cached in OUT/test-sentences.txt)."""
+    path = out / "test-sentences.txt"
+    if path.exists():
+        return path.read_text(encoding="utf-8").splitlines()[:n]
+    from asr.corpus.build import split_sentences
+    from asr.corpus.text_sources import collect_sentences
+
+    everything = [s for sentences in collect_sentences().values() for s in sentences]
+    test = split_sentences(everything, CORPUS_SEED)["test"]
+    rng = np.random.default_rng(seed)
+    chosen = [test[int(k)] for k in rng.choice(len(test), max(n, 200), replace=False)]
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(chosen) + "\n", encoding="utf-8")
+    return chosen[:n]
+
+
+def speak(voice: Voice, texts: list[str], folder: Path, seed: int, rates: tuple[float, float]) -> list[Path]:
+    """Each text as a wav in ``folder`` (kept across runs); the paths, in order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    prosodies = [Prosody(rate=float(rng.uniform(*rates))) for _ in texts]
+    paths = [folder / f"{i:04d}.wav" for i in range(len(texts))]
+    todo = [(t, p, w) for t, p, w in zip(texts, prosodies, paths, strict=True) if not w.exists()]
+    if voice.engine in FESTIVAL_ENGINES:
+        for k in range(0, len(todo), 50):
+            synthesize_festival_batch(voice, todo[k : k + 50])
+    else:
+        for text, prosody, wav in todo:
+            synthesize(voice, text, prosody, wav)
+    return paths
+
+
+def enrollment(voice: Voice, out: Path, minutes: float) -> list[tuple[Path, str]]:
+    """Prompt takes of ``voice`` until ``minutes`` of audio (synthesised in blocks of 20)."""
+    prompts = enrollment_prompts()
+    folder = out / "audio" / slug(voice.id) / "enroll"
+    takes: list[tuple[Path, str]] = []
+    total = 0.0
+    for start in range(0, len(prompts), 20):
+        block = prompts[start : start + 20]
+        # One seed per block, so a longer enrollment extends a shorter one with the same takes.
+        paths = speak(voice, block, folder / f"b{start:04d}", seed=1000 + start, rates=(0.9, 1.1))
+        for path, text in zip(paths, block, strict=True):
+            if total >= minutes * 60:
+                return takes
+            takes.append((path, text))
+            total += len(load_audio(path)) / SAMPLE_RATE
+    log.warning("%s: the prompts ran out at %.1f min", voice.id, total / 60)
+    return takes
+
+
+def score_modes(
+    rec: Recognizer, audios: list[np.ndarray], refs: list[str], modes: tuple[str, ...]
+) -> dict[str, Any]:
+    """WER/CER with the LM per mode, and the decoding seconds."""
+    out: dict[str, Any] = {}
+    for mode in modes:
+        started = time.perf_counter()
+        if mode == "offline":
+            with rec.offline_batch(1) as batch:
+                finals = batch.transcribe(audios)
+            hyps = [" ".join(r.text for r in rs if r.text) for rs in finals]
+        else:
+            hyps = []
+            for audio in audios:
+                session = rec.stream(
+                    SessionConfig(mode="stream" if mode == "streaming" else mode, interim_results=False)
+                )
+                results = session.accept_audio(audio) + session.finish()
+                hyps.append(" ".join(r.text for r in results if r.is_final and r.text))
+        counts = error_rates(zip(refs, hyps, strict=True))
+        out[mode] = {
+            "wer": round(counts.wer, 4),
+            "cer": round(counts.cer, 4),
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        log.info("  %s: WER %.1f%%  CER %.1f%%", mode, 100 * counts.wer, 100 * counts.cer)
+    return out
+
+
+def test_set(voice: Voice, out: Path, sentences: list[str]) -> tuple[list[np.ndarray], list[str]]:
+    paths = speak(voice, sentences, out / "audio" / slug(voice.id) / "test", seed=7, rates=(0.85, 1.15))
+    return [load_audio(p) for p in paths], [normalize_text(s) for s in sentences]
+
+
+def run_cell(voice_id: str, minutes: float, args: argparse.Namespace, base: Recognizer) -> dict[str, Any]:
+    out = Path(args.out)
+    voice = VOICES[voice_id]
+    sentences = test_sentences(out, args.test_utts)
+    audios, refs = test_set(voice, out, sentences)
+    base_file = out / "base" / f"{slug(voice_id)}-{len(refs)}.json"
+    if base_file.exists():
+        before = json.loads(base_file.read_text())
+    else:
+        log.info("%s: shipped models on %d test utterances", voice_id, len(refs))
+        before = score_modes(base, audios, refs, MODES)
+        base_file.parent.mkdir(parents=True, exist_ok=True)
+        base_file.write_text(json.dumps(before, indent=1))
+    takes = enrollment(voice, out, minutes)
+    prompts = {t for _, t in takes}
+    assert not prompts & set(sentences), "enrollment and test sentences must be disjoint"
+    store = ProfileStore(out / "profiles")
+    name = f"{slug(voice_id)}-{minutes:g}m".replace(".", "_")
+    if store.exists(name):
+        store.delete(name)
+    refused = 0
+    for path, text in takes:
+        try:
+            store.add_recording(name, load_audio(path), SAMPLE_RATE, text, source=str(path))
+        except ValueError as e:
+            refused += 1
+            log.warning("%s: take refused: %s", path, e)
+    enrolled = store.minutes(name)
+    log.info(
+        "%s: %.1f min enrolled (%d takes, %d refused); adapting", voice_id, enrolled, len(takes), refused
+    )
+    started = time.perf_counter()
+    config = AdaptConfig(threads=args.threads, **({"steps": args.steps} if args.steps else {}))
+    report = adapt_profile(store, name, config)
+    adapt_seconds = time.perf_counter() - started
+    adapted = Recognizer.load(profile=name, profiles_dir=store.root)
+    log.info("%s, %g min: adapted profile on the test set", voice_id, minutes)
+    after = score_modes(adapted, audios, refs, MODES)
+    voices = list(args.voices)
+    other_id = voices[(voices.index(voice_id) + 1) % len(voices)] if len(voices) > 1 else None
+    cross = None
+    if other_id is not None and other_id != voice_id:
+        other_audios, other_refs = test_set(VOICES[other_id], out, sentences)
+        other_base = out / "base" / f"{slug(other_id)}-{len(other_refs)}.json"
+        base_other = json.loads(other_base.read_text())["offline"] if other_base.exists() else None
+        log.info("%s profile on %s's test set (offline)", voice_id, other_id)
+        cross = {
+            "voice": other_id,
+            "before": base_other,
+            "after": score_modes(adapted, other_audios, other_refs, ("offline",))["offline"],
+        }
+    return {
+        "voice": voice_id,
+        "minutes_asked": minutes,
+        "minutes_enrolled": round(enrolled, 2),
+        "takes": len(takes),
+        "refused": refused,
+        "test_utterances": len(refs),
+        "before": before,
+        "after": after,
+        "cross_voice": cross,
+        "adapt_seconds": round(adapt_seconds, 1),
+        "adapt_report": report.to_dict(),
+        "load_average": os.getloadavg(),
+    }
+
+
+def render(out: Path, report: Path) -> None:
+    """reports/adaptation.{json,md,png} from every finished cell."""
+    cells = [json.loads(p.read_text()) for p in sorted((out / "cells").glob("*.json"))]
+    cells.sort(key=lambda c: (list(VOICES).index(c["voice"]), c["minutes_asked"]))
+    meta = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared with other jobs: see load_average)",
+        "test_set": "corpus test-split sentences, each voice speaking the same ones",
+        "enrollment": "asr/prompts.txt in order (train-split sentences), disjoint from the test sentences",
+        "adapt_config": "asr adapt defaults (AdaptConfig())",
+    }
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.with_suffix(".json").write_text(json.dumps({"meta": meta, "cells": cells}, indent=1) + "\n")
+    lines = [
+        "# Speaker adaptation: WER with the LM against minutes of enrollment",
+        "",
+        "Held-out voices (no training set has them). Test: corpus test-split sentences spoken by each "
+        "voice; enrollment: the shipped prompts (train-split sentences). `asr adapt` defaults. "
+        "Produced by `scripts/bench_adapt.py`.",
+        "",
+        "| voice | enrolled min | test utts | offline before → after | two-pass before → after "
+        "| streaming before → after | adapt wall s (steps streaming/offline) | load avg |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in cells:
+        steps = "/".join(str(m["steps"]) for m in c["adapt_report"]["models"])
+        row = [c["voice"], f"{c['minutes_enrolled']:.1f}", str(c["test_utterances"])]
+        for mode in MODES:
+            b, a = c["before"][mode]["wer"], c["after"][mode]["wer"]
+            row.append(f"{100 * b:.1f}% → **{100 * a:.1f}%** ({a / b:.2f}x)" if b else f"{100 * a:.1f}%")
+        row.append(f"{c['adapt_seconds']:.0f} ({steps})")
+        row.append(f"{c['load_average'][0]:.1f}")
+        lines.append("| " + " | ".join(row) + " |")
+    cross = [c for c in cells if c.get("cross_voice") and c["cross_voice"]["before"]]
+    if cross:
+        lines += [
+            "",
+            "Adapted to one voice, tested on another (offline mode, WER with the LM):",
+            "",
+            "| adapted to | tested on | shipped model | adapted model |",
+            "|---|---|---|---|",
+        ]
+        for c in cross:
+            x = c["cross_voice"]
+            lines.append(
+                f"| {c['voice']} ({c['minutes_enrolled']:.1f} min) | {x['voice']} | "
+                f"{100 * x['before']['wer']:.1f}% | {100 * x['after']['wer']:.1f}% |"
+            )
+    report.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib not installed: no plot")
+        return
+    fig, axes = plt.subplots(1, len(MODES), figsize=(4.2 * len(MODES), 3.6), sharey=True)
+    for ax, mode in zip(axes, MODES, strict=True):
+        for voice_id in VOICES:
+            mine = [c for c in cells if c["voice"] == voice_id]
+            if not mine:
+                continue
+            xs = [0.0] + [c["minutes_enrolled"] for c in mine]
+            ys = [100 * mine[0]["before"][mode]["wer"]] + [100 * c["after"][mode]["wer"] for c in mine]
+            ax.plot(xs, ys, marker="o", label=voice_id)
+        ax.set_title(mode)
+        ax.set_xlabel("enrollment minutes")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("WER with the LM (%)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(report.with_suffix(".png"), dpi=110)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--voices", nargs="+", default=list(VOICES), choices=list(VOICES))
+    p.add_argument("--minutes", nargs="+", type=float, default=[1, 2, 5, 10, 20])
+    p.add_argument("--test-utts", type=int, default=60)
+    p.add_argument("--threads", type=int, default=0, help="torch threads for adaptation (0: default)")
+    p.add_argument("--steps", type=int, default=0, help="adaptation steps (0: asr adapt's default)")
+    p.add_argument("--out", default="data/bench-adapt")
+    p.add_argument("--report", default="reports/adaptation", help="report path stem")
+    p.add_argument("--render-only", action="store_true", help="only render the report from finished cells")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("asr.decoding").setLevel(logging.WARNING)
+    out = Path(args.out)
+    if not args.render_only:
+        base = Recognizer.load()
+        for minutes in args.minutes:
+            for voice_id in args.voices:
+                cell = out / "cells" / f"{slug(voice_id)}-{minutes:g}m.json"
+                if cell.exists():
+                    continue
+                result = run_cell(voice_id, minutes, args, base)
+                cell.parent.mkdir(parents=True, exist_ok=True)
+                cell.write_text(json.dumps(result, indent=1))
+                render(out, Path(args.report))
+    render(out, Path(args.report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
