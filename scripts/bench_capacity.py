@@ -33,7 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchlib import ROOT, add_server_flags, server_flag_args, server_settings
+
 PARTIAL_SLACK_MS = 250.0
 FINAL_LIMIT_MS = 300.0
 
@@ -95,43 +96,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=45.0, help="seconds per count (default 45)")
     parser.add_argument("--mode", default="stream", choices=("stream", "two-pass", "offline"))
     parser.add_argument("--chunk-ms", type=float, default=100.0, help="audio per message (default 100)")
-    parser.add_argument(
-        "--int8",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="server: int8 streaming model (the server's default) or, with --no-int8, the float one",
-    )
-    parser.add_argument("--beam-width", type=int, default=None, help="server: beam width of the finals")
-    parser.add_argument(
-        "--token-min-logp", type=float, default=None, help="server: token floor of the finals"
-    )
-    parser.add_argument("--max-wait-ms", type=float, default=None, help="server: batcher wait")
-    parser.add_argument("--max-batch", type=int, default=None, help="server: streams per batched step")
-    parser.add_argument("--decode-workers", type=int, default=None, help="server: beam-search processes")
-    parser.add_argument(
-        "--gil-switch-ms", type=float, default=None, help="server: GIL switch interval (0: Python's 5 ms)"
-    )
+    add_server_flags(parser)
     parser.add_argument("--all", action="store_true", help="go on after a failing count")
     parser.add_argument("--label", default="", help="report name suffix: reports/capacity-LABEL")
     args = parser.parse_args()
 
-    server: dict[str, Any] = {}
-    passthrough: list[str] = []
-    if args.int8 is not None:
-        server["int8"] = args.int8
-        passthrough.append("--int8" if args.int8 else "--no-int8")
-    for name in (
-        "beam_width",
-        "token_min_logp",
-        "max_wait_ms",
-        "max_batch",
-        "decode_workers",
-        "gil_switch_ms",
-    ):
-        value = getattr(args, name)
-        if value is not None:
-            server[name] = value
-            passthrough += ["--" + name.replace("_", "-"), str(value)]
+    server = server_settings(args)
+    passthrough = server_flag_args(args)
     suffix = f"-{args.label}" if args.label else ""
     runs: list[dict[str, Any]] = []
     for n in args.streams:

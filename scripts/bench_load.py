@@ -41,7 +41,6 @@ import json
 import os
 import resource
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -53,17 +52,24 @@ from typing import Any
 
 import numpy as np
 from asr.client import RecognizerClient, RecognizerError, StreamOptions
+from benchlib import (
+    COVER_SLACK_S,
+    ROOT,
+    SAMPLES,
+    ProcessMonitor,
+    ServerProcess,
+    add_server_flags,
+    quantiles,
+    server_settings,
+    stop_server,
+)
+from benchlib import start_server as start_child
 
 from asr.audio import SAMPLE_RATE, float_to_pcm16, load_audio
 from asr.manifest import read_manifest
 
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "tests" / "data" / "samples" / "manifest.jsonl"
-COVER_SLACK_S = 0.05  # (window - hop) + (stack - 1) * hop + one hop of rounding = 15 + 20 + 10 ms
 MODES = ("stream", "two-pass", "offline")
 RETRY_AFTER_S = 1.0  # a slot whose stream failed waits this long before the next one
-_TICKS = os.sysconf("SC_CLK_TCK")
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 # ------------------------------------------------------------------- server side
@@ -89,7 +95,7 @@ def serve_child(threads: int, max_streams: int, extra: dict[str, Any]) -> int:
 
 def start_server(
     threads: int, max_streams: int, extra: dict[str, Any], timeout: float = 300.0
-) -> tuple[subprocess.Popen[str], int]:
+) -> ServerProcess:
     """Start the child server (``extra``: more ServerConfig fields) and wait for its port."""
     cmd = [
         sys.executable,
@@ -102,155 +108,7 @@ def start_server(
         "--server-config",
         json.dumps(extra),
     ]
-    child = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert child.stdout is not None
-    found: list[int] = []
-
-    def read() -> None:
-        assert child.stdout is not None
-        for line in child.stdout:
-            if line.startswith("PORT "):
-                found.append(int(line.split()[1]))
-                return
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    reader.join(timeout)
-    if not found:
-        child.kill()
-        raise RuntimeError(f"the server did not start within {timeout:g} s (exit code {child.poll()})")
-    return child, found[0]
-
-
-def stop_server(child: subprocess.Popen[str]) -> None:
-    child.send_signal(signal.SIGTERM)
-    try:
-        child.wait(30)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
-
-
-def _descendants(pid: int) -> list[int]:
-    """Live child processes of ``pid``, recursively (from /proc/PID/task/*/children)."""
-    found: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return found
-    for tid in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                children = [int(c) for c in f.read().split()]
-        except OSError:
-            continue
-        for child in children:
-            found += [child, *_descendants(child)]
-    return found
-
-
-def _stat_fields(path: str) -> list[str]:
-    """Fields of a /proc stat file after the command name (field 3 onwards)."""
-    with open(path) as f:
-        return f.read().rsplit(")", 1)[1].split()
-
-
-def _cpu_seconds(fields: list[str]) -> float:
-    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime (fields 14, 15)
-
-
-@dataclass
-class ProcessMonitor:
-    """Samples a process's CPU time and RSS from /proc every ``interval`` seconds."""
-
-    pid: int
-    interval: float = 0.25
-    samples: list[tuple[float, float, int]] = field(default_factory=list)  # (t, cpu s, rss bytes)
-    parts: list[tuple[float, float, float, float]] = field(default_factory=list)  # (t, see read_parts)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def read(self) -> tuple[float, float, int]:
-        """(time, CPU seconds, RSS bytes) of the server and its live child processes
-        (``--decode-workers``), so that work moved out of the main process still counts."""
-        cpu, rss = 0.0, 0
-        for pid in [self.pid, *_descendants(self.pid)]:
-            try:
-                fields = _stat_fields(f"/proc/{pid}/stat")
-            except OSError:  # exited meanwhile
-                continue
-            cpu += _cpu_seconds(fields)
-            rss += int(fields[21]) * _PAGE  # field 24
-        self.parts.append((time.monotonic(), *self.read_parts()))
-        return time.monotonic(), cpu, rss
-
-    def read_parts(self) -> tuple[float, float, float]:
-        """CPU seconds of the server's main thread (the event loop), its other threads
-        (the batcher's model step, gRPC's and the decode client's threads) and its child
-        processes (decode workers)."""
-        main = other = children = 0.0
-        try:
-            tids = os.listdir(f"/proc/{self.pid}/task")
-        except OSError:
-            return main, other, children
-        for tid in tids:
-            try:
-                seconds = _cpu_seconds(_stat_fields(f"/proc/{self.pid}/task/{tid}/stat"))
-            except OSError:
-                continue
-            if int(tid) == self.pid:
-                main += seconds
-            else:
-                other += seconds
-        for pid in _descendants(self.pid):
-            try:
-                children += _cpu_seconds(_stat_fields(f"/proc/{pid}/stat"))
-            except OSError:
-                continue
-        return main, other, children
-
-    def parts_percent(self, start: float, end: float) -> dict[str, float]:
-        """Mean CPU (% of one core) of each part between two monotonic times. A thread or
-        worker that exits inside the window makes its part read low."""
-        inside = [s for s in self.parts if start - self.interval <= s[0] <= end + self.interval]
-        if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
-            return {}
-        span = inside[-1][0] - inside[0][0]
-        names = ("event_loop_thread", "other_threads", "decode_workers")
-        return {n: round(100 * (inside[-1][k + 1] - inside[0][k + 1]) / span, 1) for k, n in enumerate(names)}
-
-    def peak_rss(self) -> int:
-        """VmHWM: the process's peak RSS over its whole life (model loading included)."""
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-        return 0
-
-    def start(self) -> None:
-        self.samples.append(self.read())
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.samples.append(self.read())
-            except OSError:
-                return
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self.samples.append(self.read())
-
-    def cpu_percent(self, start: float, end: float) -> float:
-        """Mean CPU (% of one core) between two monotonic times (nearest samples)."""
-        inside = [s for s in self.samples if start - self.interval <= s[0] <= end + self.interval]
-        if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
-            return float("nan")
-        return 100 * (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
+    return start_child(cmd, r"^PORT (\d+)", timeout)
 
 
 # ------------------------------------------------------------------- client side
@@ -489,18 +347,6 @@ def run_load_aio(
     return records, start, end, server
 
 
-def quantiles(values: list[float]) -> dict[str, float | int | None]:
-    if not values:
-        return {"n": 0, "p50": None, "p95": None, "max": None}
-    v = np.asarray(values)
-    return {
-        "n": len(v),
-        "p50": round(float(np.percentile(v, 50)), 1),
-        "p95": round(float(np.percentile(v, 95)), 1),
-        "max": round(float(v.max()), 1),
-    }
-
-
 def _per_audio_second(cpu_percent: float, wall: float, records: list[Any]) -> float | None:
     """Server CPU seconds over the run per second of audio that streams sent and got their results
     for (streams that ended OK; None if there were none)."""
@@ -571,31 +417,7 @@ def main() -> int:
         "--server-threads", type=int, default=0, help="server torch threads (0: torch default)"
     )
     parser.add_argument("--max-streams", type=int, default=256, help="the server's stream cap (default 256)")
-    parser.add_argument(
-        "--int8",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="server: int8 streaming model (asr serve's default) or, with --no-int8, the float one",
-    )
-    parser.add_argument("--beam-width", type=int, default=None, help="server: beam width of the finals")
-    parser.add_argument(
-        "--token-min-logp", type=float, default=None, help="server: token floor of the finals' beam"
-    )
-    parser.add_argument(
-        "--max-wait-ms", type=float, default=None, help="server: longest wait to fill a batch (default 10)"
-    )
-    parser.add_argument(
-        "--max-batch", type=int, default=None, help="server: streams per batched model step (default 256)"
-    )
-    parser.add_argument(
-        "--decode-workers", type=int, default=None, help="server: beam-search processes for the finals"
-    )
-    parser.add_argument(
-        "--gil-switch-ms",
-        type=float,
-        default=None,
-        help="server: GIL switch interval in ms (default 1; 0: Python's own 5 ms)",
-    )
+    add_server_flags(parser)
     parser.add_argument(
         "--client",
         choices=("aio", "threads"),
@@ -609,33 +431,21 @@ def main() -> int:
     args = parser.parse_args()
     if args.child:
         return serve_child(args.server_threads, args.max_streams, json.loads(args.server_config))
-    server_extra = {
-        key: value
-        for key, value in (
-            ("int8", args.int8),
-            ("beam_width", args.beam_width),
-            ("token_min_logp", args.token_min_logp),
-            ("max_wait_ms", args.max_wait_ms),
-            ("max_batch", args.max_batch),
-            ("decode_workers", args.decode_workers),
-        )
-        if value is not None
-    }
-    if args.gil_switch_ms is not None:
-        server_extra["gil_switch_ms"] = args.gil_switch_ms or None
+    server_extra = server_settings(args)
     if not (1 <= args.streams <= 1000 and 0 < args.seconds <= 3600 and args.chunk_ms > 0 and args.ramp >= 0):
         parser.error("expected 1 <= --streams <= 1000, 0 < --seconds <= 3600, --chunk-ms > 0, --ramp >= 0")
 
     clips = load_clips(args.audio)
     load_average = round(os.getloadavg()[0], 2)
     print(f"starting the server (load average {load_average}) ...", flush=True)
-    child, port = start_server(args.server_threads, args.max_streams, server_extra)
-    monitor = ProcessMonitor(child.pid)
+    server = start_server(args.server_threads, args.max_streams, server_extra)
+    port = server.port
+    monitor = ProcessMonitor(server.process.pid)
     try:
         monitor.start()
         rss_start = monitor.samples[0][2]
         print(
-            f"server pid {child.pid} on port {port}; {args.streams} streams for {args.seconds:g} s",
+            f"server pid {server.process.pid} on port {port}; {args.streams} streams for {args.seconds:g} s",
             flush=True,
         )
         cpu_before = resource.getrusage(resource.RUSAGE_SELF)
@@ -647,7 +457,7 @@ def main() -> int:
         monitor.stop()
         lifetime_peak = monitor.peak_rss()
     finally:
-        stop_server(child)
+        stop_server(server)
 
     wall = end - start
     client_cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)

@@ -36,20 +36,18 @@ import bisect
 import json
 import os
 import random
-import re
-import signal
-import subprocess
 import sys
-import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import benchlib
 import grpc
 import numpy as np
 from asr.client.aio import wait_accepted
+from benchlib import COVER_SLACK_S, ROOT, SAMPLES, ServerProcess, quantiles, stop_server
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -57,22 +55,12 @@ from asr.audio import SAMPLE_RATE, float_to_pcm16, load_audio
 from asr.manifest import read_manifest
 from asr.v1 import asr_pb2, asr_pb2_grpc
 
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "tests" / "data" / "samples" / "manifest.jsonl"
-COVER_SLACK_S = 0.05  # features + 3-frame stacking hold back up to ~45 ms of each chunk
 GAP_S = 0.6  # silence between samples in the audio loop (so utterances end)
+PERCENTILES = (50, 95, 99)  # of the latencies
 
 
 # ---------------------------------------------------------------------- server
-@dataclass
-class Server:
-    process: subprocess.Popen[str]
-    port: int
-    started_s: float
-    log: deque[str]
-
-
-def start_server(args: argparse.Namespace, log_path: Path) -> Server:
+def start_server(args: argparse.Namespace, log_path: Path) -> ServerProcess:
     """``asr serve`` in a child process on 127.0.0.1 and a free port; waits until it listens."""
     cmd = [sys.executable, "-m", "asr.cli", "serve", "--host", "127.0.0.1", "--port", "0",
            "--max-streams", str(args.streams + 16), "--grace", "10",
@@ -82,30 +70,12 @@ def start_server(args: argparse.Namespace, log_path: Path) -> Server:
     if args.server_threads:
         cmd += ["--threads", str(args.server_threads)]
     cmd += args.serve_args.split()
-    started = time.monotonic()
-    process = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    log: deque[str] = deque(maxlen=200)
-    port: list[int] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        assert process.stderr is not None
-        with log_path.open("w") as f:
-            for line in process.stderr:
-                f.write(line)
-                f.flush()
-                log.append(line)
-                if not port and (m := re.search(r"listening on port (\d+)", line)):
-                    port.append(int(m.group(1)))
-                    ready.set()
-        ready.set()  # exited
-
-    threading.Thread(target=read, daemon=True, name="server-log").start()
-    ready.wait(args.startup_timeout)
-    if not port:
-        process.kill()
-        raise SystemExit("the server did not start:\n" + "".join(log))
-    return Server(process, port[0], time.monotonic() - started, log)
+    try:
+        return benchlib.start_server(
+            cmd, r"listening on port (\d+)", args.startup_timeout, log_path, stream="stderr"
+        )
+    except RuntimeError as e:
+        raise SystemExit(str(e)) from None
 
 
 def rss_mb(pid: int) -> float | None:
@@ -117,20 +87,6 @@ def rss_mb(pid: int) -> float | None:
     except OSError:
         return None
     return None
-
-
-def stop_server(server: Server, timeout: float = 30.0) -> tuple[int | None, float]:
-    """SIGTERM (drain) and wait; returns the exit code (None if it had to be killed) and the time."""
-    started = time.monotonic()
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)
-    try:
-        code: int | None = server.process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
-        code = None
-    return code, time.monotonic() - started
 
 
 # ---------------------------------------------------------------------- audio
@@ -278,7 +234,7 @@ async def sampler(
         await asyncio.sleep(min(every, max(0.0, stop_at - time.perf_counter())))
 
 
-async def run(args: argparse.Namespace, server: Server) -> dict[str, Any]:
+async def run(args: argparse.Namespace, server: ServerProcess) -> dict[str, Any]:
     loop_audio = audio_loop()
     n_channels = -(-args.streams // args.streams_per_channel)
     channels = [aio.insecure_channel(f"127.0.0.1:{server.port}") for _ in range(n_channels)]
@@ -311,19 +267,6 @@ async def run(args: argparse.Namespace, server: Server) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------- report
-def quantiles(values: Any) -> dict[str, float | int | None]:
-    a = np.asarray(values, dtype=np.float64)
-    if a.size == 0:
-        return {"n": 0, "p50": None, "p95": None, "p99": None, "max": None}
-    return {
-        "n": int(a.size),
-        "p50": round(float(np.percentile(a, 50)), 1),
-        "p95": round(float(np.percentile(a, 95)), 1),
-        "p99": round(float(np.percentile(a, 99)), 1),
-        "max": round(float(a.max()), 1),
-    }
-
-
 def build_report(
     args: argparse.Namespace, soak: Soak, samples: list[dict[str, Any]], serving: str,
     final_stats: dict[str, Any], n_channels: int,
@@ -344,7 +287,7 @@ def build_report(
                 "start_s": round(start - warm, 1),
                 "end_s": round(stop - warm, 1),
                 "errors": errors,
-                **quantiles(values),
+                **quantiles(values, PERCENTILES),
             }
         )
         start = stop
@@ -375,11 +318,11 @@ def build_report(
             "error_codes": dict(soak.errors), "error_examples": soak.error_examples,
         },
         "partial_latency_ms": {
-            "warmup": quantiles(ms[t < warm]),
-            "soak": quantiles(ms[t >= warm]),
+            "warmup": quantiles(ms[t < warm], PERCENTILES),
+            "soak": quantiles(ms[t >= warm], PERCENTILES),
             "windows": windows,
         },
-        "client_send_lag_ms": quantiles(np.frombuffer(soak.send_lag_ms, dtype=np.float64)),
+        "client_send_lag_ms": quantiles(np.frombuffer(soak.send_lag_ms, dtype=np.float64), PERCENTILES),
     }  # fmt: skip
 
 

@@ -246,7 +246,10 @@ def self_signed_cert(folder: Path) -> tuple[Path, Path]:
 
 # ------------------------------------------------------------------ scripts
 def load_script(name: str) -> ModuleType:
-    """``scripts/<name>.py`` imported as the module ``name``."""
+    """``scripts/<name>.py`` imported as the module ``name`` (with scripts/ on ``sys.path``, as
+    when the script runs, for the helper modules it imports)."""
+    if str(SCRIPTS) not in sys.path:
+        sys.path.append(str(SCRIPTS))
     spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
