@@ -30,6 +30,7 @@ import soundfile as sf
 
 from asr.audio import SAMPLE_RATE, AudioError, load_audio, resample
 from asr.checkpoint import MODELS_DIR, LoadedModel, load_model
+from asr.constants import Mode
 from asr.decoding import OFFLINE_BEAM_WIDTH, Decoder, DecoderOptions, DecoderProtocol
 from asr.fusion import FUSION_FILE, Fusion, load_fusion
 from asr.offline import OfflineBatchRecognizer
@@ -168,13 +169,13 @@ class Recognizer:
     def stream(self, config: SessionConfig = SessionConfig()) -> StreamingSession:
         """A new streaming session (one per stream). Its final's beam search runs as the
         audio arrives (an eager search), so a final costs only the utterance's last chunk."""
-        if config.mode in ("two-pass", "offline") and self.offline is None:
+        if config.mode in (Mode.TWO_PASS, Mode.OFFLINE) and self.offline is None:
             raise ValueError(f"expected an offline model for mode {config.mode!r}; none loaded")
         return StreamingSession(
             self.streaming.model,
             self.streaming.normalizer,
-            self.offline_decoder() if config.mode == "offline" else self.decoder,
-            replace(config, mode="two-pass" if config.mode == "offline" else config.mode),
+            self.offline_decoder() if config.mode == Mode.OFFLINE else self.decoder,
+            replace(config, mode=Mode.TWO_PASS if config.mode == Mode.OFFLINE else config.mode),
             offline_model=self.offline.model if self.offline else None,
             offline_normalizer=self.offline.normalizer if self.offline else None,
             eager_search=True,
@@ -184,7 +185,7 @@ class Recognizer:
     def transcribe(
         self,
         audio: str | os.PathLike[str] | np.ndarray,
-        mode: str = "offline",
+        mode: str = Mode.OFFLINE,
         sample_rate: int = SAMPLE_RATE,
         config: SessionConfig | None = None,
     ) -> Transcript:
@@ -205,7 +206,7 @@ class Recognizer:
             rate = sample_rate
         else:
             blocks, rate = _file_blocks(audio)
-        if mode == "offline" and self.offline is not None:
+        if mode == Mode.OFFLINE and self.offline is not None:
             first = next(blocks, np.zeros(0, np.float32))
             rest = next(blocks, None)
             if rest is None and len(first) <= DIRECT_SECONDS * rate:

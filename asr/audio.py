@@ -28,9 +28,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from asr.constants import SAMPLE_RATE
+
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 MIN_STREAM_RATE = 8000
 MAX_STREAM_RATE = 192000
 RESAMPLE_QUALITY = "HQ"

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from asr.constants import Mode
 from asr.manifest import read_manifest
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ SAMPLES = Path(__file__).resolve().parent.parent / "tests" / "data" / "samples" 
 def run_demo(
     port: int = 50051,
     manifest: str | Path = SAMPLES,
-    model: str = "two-pass",
+    model: str = Mode.TWO_PASS,
     realtime: bool = True,
     out: TextIO = sys.stdout,
 ) -> int:

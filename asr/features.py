@@ -16,7 +16,7 @@ import librosa
 import numpy as np
 import torch
 
-from asr.audio import SAMPLE_RATE
+from asr.constants import HOP_LENGTH, SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class FeatureConfig:
     sample_rate: int = SAMPLE_RATE
     n_fft: int = 512
     win_length: int = 400  # 25 ms
-    hop_length: int = 160  # 10 ms
+    hop_length: int = HOP_LENGTH  # 10 ms
     n_mels: int = 80
     f_min: float = 20.0
     f_max: float = 7600.0

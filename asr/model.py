@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from asr.constants import STACK
+
 LSTMState = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (layers * dirs, B, H)
 
 
@@ -28,7 +30,7 @@ class ModelConfig:
     """Sizes of an acoustic model (saved in the checkpoint)."""
 
     n_mels: int = 80
-    stack: int = 3  # frames per step: 3 x 10 ms = 30 ms
+    stack: int = STACK  # frames per step: 3 x 10 ms = 30 ms
     proj_dim: int = 320
     hidden: int = 320
     layers: int = 4

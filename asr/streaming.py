@@ -40,7 +40,7 @@ from enum import StrEnum
 import numpy as np
 import torch
 
-from asr.audio import SAMPLE_RATE
+from asr.constants import MODES, SAMPLE_RATE, Mode
 from asr.decoding import STEP_SECONDS, DecoderProtocol, Hypothesis, UtteranceSearch
 from asr.endpoint import Boundary, EndpointConfig, Endpointer
 from asr.features import Normalizer
@@ -50,8 +50,6 @@ from asr.inference import batch_log_probs, stream_step
 from asr.model import CTCModel, LSTMState
 
 log = logging.getLogger(__name__)
-
-MODES = ("stream", "two-pass", "offline")
 
 __all__ = [
     "MODES",
@@ -68,7 +66,7 @@ __all__ = [
 class SessionConfig:
     """Per-stream settings."""
 
-    mode: str = "stream"
+    mode: str = Mode.STREAM
     sample_rate: int = SAMPLE_RATE
     interim_results: bool = True
     partial_decoder: str = "greedy"  # or "beam"
@@ -148,7 +146,7 @@ class StreamingSession:
         session's streaming ones (:mod:`asr.fusion`); None: the BiLSTM's alone."""
         if model.config.bidirectional:
             raise ValueError("expected a unidirectional (streaming) model for the session")
-        if config.mode == "two-pass" and offline_model is None:
+        if config.mode == Mode.TWO_PASS and offline_model is None:
             raise ValueError("expected an offline model for two-pass mode")
         self.model = model
         self.normalizer = normalizer
@@ -156,7 +154,7 @@ class StreamingSession:
         self.config = config
         self.offline_model = offline_model
         self.offline_normalizer = offline_normalizer or normalizer
-        self.fusion = fusion if config.mode == "two-pass" else None
+        self.fusion = fusion if config.mode == Mode.TWO_PASS else None
         self.stack = model.config.stack
         self.frontend = FrontEnd(config.sample_rate, normalizer, self.stack)
         self.state: LSTMState | None = None  # the LSTM's (h, c) after the last consumed step
@@ -165,7 +163,7 @@ class StreamingSession:
         # The streaming log-probs need a beam search for stream-mode finals and beam partials;
         # two-pass finals search the BiLSTM's log-probs of the whole utterance instead.
         self._eager_search = eager_search
-        self._search_stream = config.mode == "stream" or (
+        self._search_stream = config.mode == Mode.STREAM or (
             config.interim_results and config.partial_decoder == "beam"
         )
         self._utt = self._new_utterance(0)
@@ -279,7 +277,7 @@ class StreamingSession:
             return
         if utt.search is not None:
             utt.search.extend(log_probs[a:b])
-        if self.config.mode == "two-pass":
+        if self.config.mode == Mode.TWO_PASS:
             utt.frames.append(frames[a * self.stack : b * self.stack])
             if self.fusion is not None:
                 utt.log_probs.append(log_probs[a:b])
@@ -327,7 +325,7 @@ class StreamingSession:
     def _final_hypotheses(self) -> list[Hypothesis]:
         utt = self._utt
         offset = utt.start_step * STEP_SECONDS
-        if self.config.mode == "two-pass" and utt.frames and self.offline_model is not None:
+        if self.config.mode == Mode.TWO_PASS and utt.frames and self.offline_model is not None:
             frames = torch.cat(utt.frames)
             # The offline model has its own normaliser: undo ours, apply its own.
             if self.offline_normalizer is not self.normalizer:

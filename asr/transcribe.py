@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from asr.api import Recognizer, Transcript, load_short
-from asr.audio import SAMPLE_RATE, AudioError
+from asr.audio import AudioError
+from asr.constants import SAMPLE_RATE, Mode
 from asr.streaming import SessionConfig
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ class BatchReport:
 def transcribe_files(
     recognizer: Recognizer,
     paths: Sequence[str | os.PathLike[str]],
-    mode: str = "offline",
+    mode: str = Mode.OFFLINE,
     fmt: str = "txt",
     output_dir: str | os.PathLike[str] | None = None,
     config: SessionConfig | None = None,
@@ -166,7 +167,7 @@ def transcribe_files(
         report.failed.append((path, str(error).removeprefix(f"{path}: ")))  # the reason names no path
         bar.update()
 
-    batched = mode == "offline" and recognizer.offline is not None
+    batched = mode == Mode.OFFLINE and recognizer.offline is not None
     batcher = recognizer.offline_batch(jobs) if batched else None
     group: list[tuple[str, np.ndarray]] = []  # loaded, waiting for the model
     queued: list[tuple[list[tuple[str, np.ndarray]], list[Any]]] = []  # in the beam workers

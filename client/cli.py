@@ -13,6 +13,8 @@ import shutil
 import sys
 from typing import TYPE_CHECKING, TextIO
 
+from asr.constants import MODES, Mode
+
 if TYPE_CHECKING:
     from asr.client.client import StreamEvent, StreamOptions
     from asr.client.sources import FileSource, MicrophoneSource
@@ -161,8 +163,8 @@ def add_stream_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     p.add_argument(
         "--model",
-        choices=["stream", "two-pass", "offline"],
-        default="stream",
+        choices=MODES,
+        default=Mode.STREAM,
         help="stream (default): uni-LSTM partials and finals; two-pass: BiLSTM re-decodes each "
         "final; offline: BiLSTM finals only",
     )

@@ -26,17 +26,18 @@ from asr.audio import (
     mulaw_to_float,
     pcm16_to_float,
 )
+from asr.constants import Mode
 from asr.streaming import EndpointConfig, EventType, Result, SessionConfig
 from asr.v1 import asr_pb2, asr_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 MODEL_NAMES = {
-    "": "stream",
-    "stream": "stream",
-    "streaming": "stream",
-    "two-pass": "two-pass",
-    "offline": "offline",
+    "": Mode.STREAM,
+    "stream": Mode.STREAM,
+    "streaming": Mode.STREAM,
+    "two-pass": Mode.TWO_PASS,
+    "offline": Mode.OFFLINE,
 }
 MIN_RATE, MAX_RATE = 8000, 192000
 _EVENTS = {
@@ -56,7 +57,7 @@ def session_config(
     if config.model not in MODEL_NAMES:
         raise RequestError(f"unknown model {config.model!r}: expected one of stream, two-pass, offline")
     mode = MODEL_NAMES[config.model]
-    if mode != "stream" and not offline_available:
+    if mode != Mode.STREAM and not offline_available:
         raise RequestError(f"model {mode!r} needs the offline model, which this server did not load")
     encoding = config.encoding
     if encoding == asr_pb2.ENCODING_UNSPECIFIED:
@@ -377,7 +378,7 @@ class RecognizerService(asr_pb2_grpc.RecognizerServicer):
         has_lm = rec.decoder.has_lm
         models = [
             asr_pb2.ModelInfo(
-                name="stream",
+                name=Mode.STREAM,
                 description="unidirectional LSTM: partials and finals in real time",
                 parameters=rec.streaming.model.num_parameters(),
                 checkpoint=str(rec.streaming.path),
@@ -386,8 +387,8 @@ class RecognizerService(asr_pb2_grpc.RecognizerServicer):
         ]
         if rec.offline is not None:
             for name, text in (
-                ("two-pass", "streaming partials, BiLSTM re-decodes each utterance for the final"),
-                ("offline", "BiLSTM over each whole utterance; finals only"),
+                (Mode.TWO_PASS, "streaming partials, BiLSTM re-decodes each utterance for the final"),
+                (Mode.OFFLINE, "BiLSTM over each whole utterance; finals only"),
             ):
                 models.append(
                     asr_pb2.ModelInfo(

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from asr.cli.common import HelpFormatter
+from asr.constants import MODES, Mode
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -67,7 +68,7 @@ def _register_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         formatter_class=HelpFormatter,
     )
     p.add_argument("--port", type=int, default=50051, help="server port (0: any free port)")
-    p.add_argument("--model", choices=["stream", "two-pass", "offline"], default="two-pass", help="mode")
+    p.add_argument("--model", choices=MODES, default=Mode.TWO_PASS, help="mode")
     p.add_argument("--fast", action="store_true", help="send audio as fast as possible instead of real time")
     p.set_defaults(func=_demo)
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from asr.cli.common import HelpFormatter, default_lm, positive_int, set_threads
+from asr.constants import Mode
 
 
 def _transcribe(args: argparse.Namespace) -> int:
@@ -72,8 +73,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("files", nargs="+", metavar="FILE", help="audio files")
     p.add_argument(
         "--mode",
-        choices=["offline", "two-pass", "stream"],
-        default="offline",
+        choices=[Mode.OFFLINE, Mode.TWO_PASS, Mode.STREAM],
+        default=Mode.OFFLINE,
         help="offline/two-pass: BiLSTM finals; stream: uni-LSTM only",
     )
     p.add_argument("--format", choices=["txt", "json", "srt", "vtt"], default="txt", help="output format")
