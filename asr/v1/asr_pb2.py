@@ -24,53 +24,59 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10\x61sr/v1/asr.proto\x12\x06\x61sr.v1\"/\n\rSpeechContext\x12\x0f\n\x07phrases\x18\x01 \x03(\t\x12\r\n\x05\x62oost\x18\x02 \x01(\x02\"n\n\x11\x45ndpointingConfig\x12\x1b\n\x13trailing_silence_ms\x18\x01 \x01(\x05\x12\x18\n\x10max_utterance_ms\x18\x02 \x01(\x05\x12\"\n\x1ainitial_silence_timeout_ms\x18\x03 \x01(\x05\"\xbb\x02\n\x11RecognitionConfig\x12\'\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x15.asr.v1.AudioEncoding\x12\x19\n\x11sample_rate_hertz\x18\x02 \x01(\x05\x12\r\n\x05model\x18\x03 \x01(\t\x12\x18\n\x10max_alternatives\x18\x04 \x01(\x05\x12 \n\x18\x65nable_word_time_offsets\x18\x05 \x01(\x08\x12\x1e\n\x16\x65nable_word_confidence\x18\x06 \x01(\x08\x12.\n\x0fspeech_contexts\x18\x07 \x03(\x0b\x32\x15.asr.v1.SpeechContext\x12.\n\x0b\x65ndpointing\x18\x08 \x01(\x0b\x32\x19.asr.v1.EndpointingConfig\x12\x17\n\x0fpartial_decoder\x18\t \x01(\t\"z\n\x1aStreamingRecognitionConfig\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.asr.v1.RecognitionConfig\x12\x17\n\x0finterim_results\x18\x02 \x01(\x08\x12\x18\n\x10single_utterance\x18\x03 \x01(\x08\"*\n\x10StreamingControl\x12\x16\n\x0e\x66orce_endpoint\x18\x01 \x01(\x08\"\xac\x01\n\x19StreamingRecognizeRequest\x12>\n\x10streaming_config\x18\x01 \x01(\x0b\x32\".asr.v1.StreamingRecognitionConfigH\x00\x12\x17\n\raudio_content\x18\x02 \x01(\x0cH\x00\x12+\n\x07\x63ontrol\x18\x03 \x01(\x0b\x32\x18.asr.v1.StreamingControlH\x00\x42\t\n\x07request\"R\n\x08WordInfo\x12\x0c\n\x04word\x18\x01 \x01(\t\x12\x12\n\nstart_time\x18\x02 \x01(\x02\x12\x10\n\x08\x65nd_time\x18\x03 \x01(\x02\x12\x12\n\nconfidence\x18\x04 \x01(\x02\"g\n\x1cSpeechRecognitionAlternative\x12\x12\n\ntranscript\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\x12\x1f\n\x05words\x18\x03 \x03(\x0b\x32\x10.asr.v1.WordInfo\"\xca\x01\n\x1aStreamingRecognitionResult\x12:\n\x0c\x61lternatives\x18\x01 \x03(\x0b\x32$.asr.v1.SpeechRecognitionAlternative\x12\x10\n\x08is_final\x18\x02 \x01(\x08\x12\x11\n\tstability\x18\x03 \x01(\x02\x12\x19\n\x11result_start_time\x18\x04 \x01(\x02\x12\x17\n\x0fresult_end_time\x18\x05 \x01(\x02\x12\x17\n\x0futterance_index\x18\x06 \x01(\x05\"B\n\x0bSpeechEvent\x12%\n\x04type\x18\x01 \x01(\x0e\x32\x17.asr.v1.SpeechEventType\x12\x0c\n\x04time\x18\x02 \x01(\x02\"}\n\x1aStreamingRecognizeResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".asr.v1.StreamingRecognitionResult\x12*\n\rspeech_events\x18\x02 \x03(\x0b\x32\x13.asr.v1.SpeechEvent\"T\n\x10RecognizeRequest\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.asr.v1.RecognitionConfig\x12\x15\n\raudio_content\x18\x02 \x01(\x0c\"|\n\x11RecognizeResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".asr.v1.StreamingRecognitionResult\x12\x16\n\x0e\x61udio_duration\x18\x02 \x01(\x02\x12\x1a\n\x12processing_seconds\x18\x03 \x01(\x02\"\x13\n\x11ListModelsRequest\"n\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x12\n\nparameters\x18\x03 \x01(\x03\x12\x12\n\ncheckpoint\x18\x04 \x01(\t\x12\x16\n\x0elanguage_model\x18\x05 \x01(\x08\"7\n\x12ListModelsResponse\x12!\n\x06models\x18\x01 \x03(\x0b\x32\x11.asr.v1.ModelInfo\"\x11\n\x0fGetStatsRequest\"\xa2\x02\n\x10GetStatsResponse\x12\x16\n\x0e\x61\x63tive_streams\x18\x01 \x01(\x05\x12\x15\n\rtotal_streams\x18\x02 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x03 \x01(\x03\x12\x15\n\raudio_seconds\x18\x04 \x01(\x01\x12\x17\n\x0f\x63ompute_seconds\x18\x05 \x01(\x01\x12\x1e\n\x16partial_latency_p50_ms\x18\x06 \x01(\x01\x12\x1e\n\x16partial_latency_p95_ms\x18\x07 \x01(\x01\x12\x17\n\x0flast_batch_size\x18\x08 \x01(\x05\x12\x0f\n\x07\x62\x61tches\x18\t \x01(\x03\x12\x16\n\x0e\x62\x61tched_chunks\x18\n \x01(\x03\x12\x1d\n\x15\x62\x61tch_compute_seconds\x18\x0b \x01(\x01*_\n\rAudioEncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\x0c\n\x08LINEAR16\x10\x01\x12\t\n\x05MULAW\x10\x02\x12\x08\n\x04\x41LAW\x10\x03\x12\x07\n\x03WAV\x10\x04\x12\x08\n\x04\x46LAC\x10\x05*\x8b\x01\n\x0fSpeechEventType\x12\x1c\n\x18SPEECH_EVENT_UNSPECIFIED\x10\x00\x12\x10\n\x0cSPEECH_START\x10\x01\x12\x0e\n\nSPEECH_END\x10\x02\x12\x1b\n\x17\x45ND_OF_SINGLE_UTTERANCE\x10\x03\x12\x1b\n\x17INITIAL_SILENCE_TIMEOUT\x10\x04\x32\xb3\x02\n\nRecognizer\x12_\n\x12StreamingRecognize\x12!.asr.v1.StreamingRecognizeRequest\x1a\".asr.v1.StreamingRecognizeResponse(\x01\x30\x01\x12@\n\tRecognize\x12\x18.asr.v1.RecognizeRequest\x1a\x19.asr.v1.RecognizeResponse\x12\x43\n\nListModels\x12\x19.asr.v1.ListModelsRequest\x1a\x1a.asr.v1.ListModelsResponse\x12=\n\x08GetStats\x12\x17.asr.v1.GetStatsRequest\x1a\x18.asr.v1.GetStatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10\x61sr/v1/asr.proto\x12\x06\x61sr.v1\"/\n\rSpeechContext\x12\x0f\n\x07phrases\x18\x01 \x03(\t\x12\r\n\x05\x62oost\x18\x02 \x01(\x02\"n\n\x11\x45ndpointingConfig\x12\x1b\n\x13trailing_silence_ms\x18\x01 \x01(\x05\x12\x18\n\x10max_utterance_ms\x18\x02 \x01(\x05\x12\"\n\x1ainitial_silence_timeout_ms\x18\x03 \x01(\x05\"\xcc\x02\n\x11RecognitionConfig\x12\'\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x15.asr.v1.AudioEncoding\x12\x19\n\x11sample_rate_hertz\x18\x02 \x01(\x05\x12\r\n\x05model\x18\x03 \x01(\t\x12\x18\n\x10max_alternatives\x18\x04 \x01(\x05\x12 \n\x18\x65nable_word_time_offsets\x18\x05 \x01(\x08\x12\x1e\n\x16\x65nable_word_confidence\x18\x06 \x01(\x08\x12.\n\x0fspeech_contexts\x18\x07 \x03(\x0b\x32\x15.asr.v1.SpeechContext\x12.\n\x0b\x65ndpointing\x18\x08 \x01(\x0b\x32\x19.asr.v1.EndpointingConfig\x12\x17\n\x0fpartial_decoder\x18\t \x01(\t\x12\x0f\n\x07profile\x18\n \x01(\t\"z\n\x1aStreamingRecognitionConfig\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.asr.v1.RecognitionConfig\x12\x17\n\x0finterim_results\x18\x02 \x01(\x08\x12\x18\n\x10single_utterance\x18\x03 \x01(\x08\"*\n\x10StreamingControl\x12\x16\n\x0e\x66orce_endpoint\x18\x01 \x01(\x08\"\xac\x01\n\x19StreamingRecognizeRequest\x12>\n\x10streaming_config\x18\x01 \x01(\x0b\x32\".asr.v1.StreamingRecognitionConfigH\x00\x12\x17\n\raudio_content\x18\x02 \x01(\x0cH\x00\x12+\n\x07\x63ontrol\x18\x03 \x01(\x0b\x32\x18.asr.v1.StreamingControlH\x00\x42\t\n\x07request\"R\n\x08WordInfo\x12\x0c\n\x04word\x18\x01 \x01(\t\x12\x12\n\nstart_time\x18\x02 \x01(\x02\x12\x10\n\x08\x65nd_time\x18\x03 \x01(\x02\x12\x12\n\nconfidence\x18\x04 \x01(\x02\"g\n\x1cSpeechRecognitionAlternative\x12\x12\n\ntranscript\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\x12\x1f\n\x05words\x18\x03 \x03(\x0b\x32\x10.asr.v1.WordInfo\"\xca\x01\n\x1aStreamingRecognitionResult\x12:\n\x0c\x61lternatives\x18\x01 \x03(\x0b\x32$.asr.v1.SpeechRecognitionAlternative\x12\x10\n\x08is_final\x18\x02 \x01(\x08\x12\x11\n\tstability\x18\x03 \x01(\x02\x12\x19\n\x11result_start_time\x18\x04 \x01(\x02\x12\x17\n\x0fresult_end_time\x18\x05 \x01(\x02\x12\x17\n\x0futterance_index\x18\x06 \x01(\x05\"B\n\x0bSpeechEvent\x12%\n\x04type\x18\x01 \x01(\x0e\x32\x17.asr.v1.SpeechEventType\x12\x0c\n\x04time\x18\x02 \x01(\x02\"}\n\x1aStreamingRecognizeResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".asr.v1.StreamingRecognitionResult\x12*\n\rspeech_events\x18\x02 \x03(\x0b\x32\x13.asr.v1.SpeechEvent\"T\n\x10RecognizeRequest\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.asr.v1.RecognitionConfig\x12\x15\n\raudio_content\x18\x02 \x01(\x0c\"|\n\x11RecognizeResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".asr.v1.StreamingRecognitionResult\x12\x16\n\x0e\x61udio_duration\x18\x02 \x01(\x02\x12\x1a\n\x12processing_seconds\x18\x03 \x01(\x02\"\x13\n\x11ListModelsRequest\"n\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x12\n\nparameters\x18\x03 \x01(\x03\x12\x12\n\ncheckpoint\x18\x04 \x01(\t\x12\x16\n\x0elanguage_model\x18\x05 \x01(\x08\"7\n\x12ListModelsResponse\x12!\n\x06models\x18\x01 \x03(\x0b\x32\x11.asr.v1.ModelInfo\"\x15\n\x13ListProfilesRequest\"V\n\x0bProfileInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x61pted\x18\x02 \x01(\x08\x12\x18\n\x10\x65nrolled_minutes\x18\x03 \x01(\x02\x12\x0e\n\x06loaded\x18\x04 \x01(\x08\"Q\n\x14ListProfilesResponse\x12%\n\x08profiles\x18\x01 \x03(\x0b\x32\x13.asr.v1.ProfileInfo\x12\x12\n\nmax_loaded\x18\x02 \x01(\x05\"\x11\n\x0fGetStatsRequest\"\xa2\x02\n\x10GetStatsResponse\x12\x16\n\x0e\x61\x63tive_streams\x18\x01 \x01(\x05\x12\x15\n\rtotal_streams\x18\x02 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x03 \x01(\x03\x12\x15\n\raudio_seconds\x18\x04 \x01(\x01\x12\x17\n\x0f\x63ompute_seconds\x18\x05 \x01(\x01\x12\x1e\n\x16partial_latency_p50_ms\x18\x06 \x01(\x01\x12\x1e\n\x16partial_latency_p95_ms\x18\x07 \x01(\x01\x12\x17\n\x0flast_batch_size\x18\x08 \x01(\x05\x12\x0f\n\x07\x62\x61tches\x18\t \x01(\x03\x12\x16\n\x0e\x62\x61tched_chunks\x18\n \x01(\x03\x12\x1d\n\x15\x62\x61tch_compute_seconds\x18\x0b \x01(\x01*_\n\rAudioEncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\x0c\n\x08LINEAR16\x10\x01\x12\t\n\x05MULAW\x10\x02\x12\x08\n\x04\x41LAW\x10\x03\x12\x07\n\x03WAV\x10\x04\x12\x08\n\x04\x46LAC\x10\x05*\x8b\x01\n\x0fSpeechEventType\x12\x1c\n\x18SPEECH_EVENT_UNSPECIFIED\x10\x00\x12\x10\n\x0cSPEECH_START\x10\x01\x12\x0e\n\nSPEECH_END\x10\x02\x12\x1b\n\x17\x45ND_OF_SINGLE_UTTERANCE\x10\x03\x12\x1b\n\x17INITIAL_SILENCE_TIMEOUT\x10\x04\x32\xfe\x02\n\nRecognizer\x12_\n\x12StreamingRecognize\x12!.asr.v1.StreamingRecognizeRequest\x1a\".asr.v1.StreamingRecognizeResponse(\x01\x30\x01\x12@\n\tRecognize\x12\x18.asr.v1.RecognizeRequest\x1a\x19.asr.v1.RecognizeResponse\x12\x43\n\nListModels\x12\x19.asr.v1.ListModelsRequest\x1a\x1a.asr.v1.ListModelsResponse\x12I\n\x0cListProfiles\x12\x1b.asr.v1.ListProfilesRequest\x1a\x1c.asr.v1.ListProfilesResponse\x12=\n\x08GetStats\x12\x17.asr.v1.GetStatsRequest\x1a\x18.asr.v1.GetStatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'asr.v1.asr_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AUDIOENCODING']._serialized_start=2153
-  _globals['_AUDIOENCODING']._serialized_end=2248
-  _globals['_SPEECHEVENTTYPE']._serialized_start=2251
-  _globals['_SPEECHEVENTTYPE']._serialized_end=2390
+  _globals['_AUDIOENCODING']._serialized_start=2364
+  _globals['_AUDIOENCODING']._serialized_end=2459
+  _globals['_SPEECHEVENTTYPE']._serialized_start=2462
+  _globals['_SPEECHEVENTTYPE']._serialized_end=2601
   _globals['_SPEECHCONTEXT']._serialized_start=28
   _globals['_SPEECHCONTEXT']._serialized_end=75
   _globals['_ENDPOINTINGCONFIG']._serialized_start=77
   _globals['_ENDPOINTINGCONFIG']._serialized_end=187
   _globals['_RECOGNITIONCONFIG']._serialized_start=190
-  _globals['_RECOGNITIONCONFIG']._serialized_end=505
-  _globals['_STREAMINGRECOGNITIONCONFIG']._serialized_start=507
-  _globals['_STREAMINGRECOGNITIONCONFIG']._serialized_end=629
-  _globals['_STREAMINGCONTROL']._serialized_start=631
-  _globals['_STREAMINGCONTROL']._serialized_end=673
-  _globals['_STREAMINGRECOGNIZEREQUEST']._serialized_start=676
-  _globals['_STREAMINGRECOGNIZEREQUEST']._serialized_end=848
-  _globals['_WORDINFO']._serialized_start=850
-  _globals['_WORDINFO']._serialized_end=932
-  _globals['_SPEECHRECOGNITIONALTERNATIVE']._serialized_start=934
-  _globals['_SPEECHRECOGNITIONALTERNATIVE']._serialized_end=1037
-  _globals['_STREAMINGRECOGNITIONRESULT']._serialized_start=1040
-  _globals['_STREAMINGRECOGNITIONRESULT']._serialized_end=1242
-  _globals['_SPEECHEVENT']._serialized_start=1244
-  _globals['_SPEECHEVENT']._serialized_end=1310
-  _globals['_STREAMINGRECOGNIZERESPONSE']._serialized_start=1312
-  _globals['_STREAMINGRECOGNIZERESPONSE']._serialized_end=1437
-  _globals['_RECOGNIZEREQUEST']._serialized_start=1439
-  _globals['_RECOGNIZEREQUEST']._serialized_end=1523
-  _globals['_RECOGNIZERESPONSE']._serialized_start=1525
-  _globals['_RECOGNIZERESPONSE']._serialized_end=1649
-  _globals['_LISTMODELSREQUEST']._serialized_start=1651
-  _globals['_LISTMODELSREQUEST']._serialized_end=1670
-  _globals['_MODELINFO']._serialized_start=1672
-  _globals['_MODELINFO']._serialized_end=1782
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1784
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1839
-  _globals['_GETSTATSREQUEST']._serialized_start=1841
-  _globals['_GETSTATSREQUEST']._serialized_end=1858
-  _globals['_GETSTATSRESPONSE']._serialized_start=1861
-  _globals['_GETSTATSRESPONSE']._serialized_end=2151
-  _globals['_RECOGNIZER']._serialized_start=2393
-  _globals['_RECOGNIZER']._serialized_end=2700
+  _globals['_RECOGNITIONCONFIG']._serialized_end=522
+  _globals['_STREAMINGRECOGNITIONCONFIG']._serialized_start=524
+  _globals['_STREAMINGRECOGNITIONCONFIG']._serialized_end=646
+  _globals['_STREAMINGCONTROL']._serialized_start=648
+  _globals['_STREAMINGCONTROL']._serialized_end=690
+  _globals['_STREAMINGRECOGNIZEREQUEST']._serialized_start=693
+  _globals['_STREAMINGRECOGNIZEREQUEST']._serialized_end=865
+  _globals['_WORDINFO']._serialized_start=867
+  _globals['_WORDINFO']._serialized_end=949
+  _globals['_SPEECHRECOGNITIONALTERNATIVE']._serialized_start=951
+  _globals['_SPEECHRECOGNITIONALTERNATIVE']._serialized_end=1054
+  _globals['_STREAMINGRECOGNITIONRESULT']._serialized_start=1057
+  _globals['_STREAMINGRECOGNITIONRESULT']._serialized_end=1259
+  _globals['_SPEECHEVENT']._serialized_start=1261
+  _globals['_SPEECHEVENT']._serialized_end=1327
+  _globals['_STREAMINGRECOGNIZERESPONSE']._serialized_start=1329
+  _globals['_STREAMINGRECOGNIZERESPONSE']._serialized_end=1454
+  _globals['_RECOGNIZEREQUEST']._serialized_start=1456
+  _globals['_RECOGNIZEREQUEST']._serialized_end=1540
+  _globals['_RECOGNIZERESPONSE']._serialized_start=1542
+  _globals['_RECOGNIZERESPONSE']._serialized_end=1666
+  _globals['_LISTMODELSREQUEST']._serialized_start=1668
+  _globals['_LISTMODELSREQUEST']._serialized_end=1687
+  _globals['_MODELINFO']._serialized_start=1689
+  _globals['_MODELINFO']._serialized_end=1799
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1801
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1856
+  _globals['_LISTPROFILESREQUEST']._serialized_start=1858
+  _globals['_LISTPROFILESREQUEST']._serialized_end=1879
+  _globals['_PROFILEINFO']._serialized_start=1881
+  _globals['_PROFILEINFO']._serialized_end=1967
+  _globals['_LISTPROFILESRESPONSE']._serialized_start=1969
+  _globals['_LISTPROFILESRESPONSE']._serialized_end=2050
+  _globals['_GETSTATSREQUEST']._serialized_start=2052
+  _globals['_GETSTATSREQUEST']._serialized_end=2069
+  _globals['_GETSTATSRESPONSE']._serialized_start=2072
+  _globals['_GETSTATSRESPONSE']._serialized_end=2362
+  _globals['_RECOGNIZER']._serialized_start=2604
+  _globals['_RECOGNIZER']._serialized_end=2986
 # @@protoc_insertion_point(module_scope)

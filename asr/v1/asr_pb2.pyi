@@ -54,7 +54,7 @@ class EndpointingConfig(_message.Message):
     def __init__(self, trailing_silence_ms: _Optional[int] = ..., max_utterance_ms: _Optional[int] = ..., initial_silence_timeout_ms: _Optional[int] = ...) -> None: ...
 
 class RecognitionConfig(_message.Message):
-    __slots__ = ("encoding", "sample_rate_hertz", "model", "max_alternatives", "enable_word_time_offsets", "enable_word_confidence", "speech_contexts", "endpointing", "partial_decoder")
+    __slots__ = ("encoding", "sample_rate_hertz", "model", "max_alternatives", "enable_word_time_offsets", "enable_word_confidence", "speech_contexts", "endpointing", "partial_decoder", "profile")
     ENCODING_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_RATE_HERTZ_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,7 @@ class RecognitionConfig(_message.Message):
     SPEECH_CONTEXTS_FIELD_NUMBER: _ClassVar[int]
     ENDPOINTING_FIELD_NUMBER: _ClassVar[int]
     PARTIAL_DECODER_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
     encoding: AudioEncoding
     sample_rate_hertz: int
     model: str
@@ -73,7 +74,8 @@ class RecognitionConfig(_message.Message):
     speech_contexts: _containers.RepeatedCompositeFieldContainer[SpeechContext]
     endpointing: EndpointingConfig
     partial_decoder: str
-    def __init__(self, encoding: _Optional[_Union[AudioEncoding, str]] = ..., sample_rate_hertz: _Optional[int] = ..., model: _Optional[str] = ..., max_alternatives: _Optional[int] = ..., enable_word_time_offsets: _Optional[bool] = ..., enable_word_confidence: _Optional[bool] = ..., speech_contexts: _Optional[_Iterable[_Union[SpeechContext, _Mapping]]] = ..., endpointing: _Optional[_Union[EndpointingConfig, _Mapping]] = ..., partial_decoder: _Optional[str] = ...) -> None: ...
+    profile: str
+    def __init__(self, encoding: _Optional[_Union[AudioEncoding, str]] = ..., sample_rate_hertz: _Optional[int] = ..., model: _Optional[str] = ..., max_alternatives: _Optional[int] = ..., enable_word_time_offsets: _Optional[bool] = ..., enable_word_confidence: _Optional[bool] = ..., speech_contexts: _Optional[_Iterable[_Union[SpeechContext, _Mapping]]] = ..., endpointing: _Optional[_Union[EndpointingConfig, _Mapping]] = ..., partial_decoder: _Optional[str] = ..., profile: _Optional[str] = ...) -> None: ...
 
 class StreamingRecognitionConfig(_message.Message):
     __slots__ = ("config", "interim_results", "single_utterance")
@@ -196,6 +198,30 @@ class ListModelsResponse(_message.Message):
     MODELS_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
     def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
+
+class ListProfilesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ProfileInfo(_message.Message):
+    __slots__ = ("name", "adapted", "enrolled_minutes", "loaded")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ADAPTED_FIELD_NUMBER: _ClassVar[int]
+    ENROLLED_MINUTES_FIELD_NUMBER: _ClassVar[int]
+    LOADED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    adapted: bool
+    enrolled_minutes: float
+    loaded: bool
+    def __init__(self, name: _Optional[str] = ..., adapted: _Optional[bool] = ..., enrolled_minutes: _Optional[float] = ..., loaded: _Optional[bool] = ...) -> None: ...
+
+class ListProfilesResponse(_message.Message):
+    __slots__ = ("profiles", "max_loaded")
+    PROFILES_FIELD_NUMBER: _ClassVar[int]
+    MAX_LOADED_FIELD_NUMBER: _ClassVar[int]
+    profiles: _containers.RepeatedCompositeFieldContainer[ProfileInfo]
+    max_loaded: int
+    def __init__(self, profiles: _Optional[_Iterable[_Union[ProfileInfo, _Mapping]]] = ..., max_loaded: _Optional[int] = ...) -> None: ...
 
 class GetStatsRequest(_message.Message):
     __slots__ = ()

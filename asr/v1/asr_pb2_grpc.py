@@ -5,7 +5,7 @@ import warnings
 
 from asr.v1 import asr_pb2 as asr_dot_v1_dot_asr__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -49,6 +49,11 @@ class RecognizerStub:
                 request_serializer=asr_dot_v1_dot_asr__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=asr_dot_v1_dot_asr__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.ListProfiles = channel.unary_unary(
+                '/asr.v1.Recognizer/ListProfiles',
+                request_serializer=asr_dot_v1_dot_asr__pb2.ListProfilesRequest.SerializeToString,
+                response_deserializer=asr_dot_v1_dot_asr__pb2.ListProfilesResponse.FromString,
+                _registered_method=True)
         self.GetStats = channel.unary_unary(
                 '/asr.v1.Recognizer/GetStats',
                 request_serializer=asr_dot_v1_dot_asr__pb2.GetStatsRequest.SerializeToString,
@@ -80,6 +85,13 @@ class RecognizerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListProfiles(self, request, context):
+        """Speaker profiles this server can use (RecognitionConfig.profile).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetStats(self, request, context):
         """Live counters (streams, RTF, latency); also exported as Prometheus text over HTTP.
         """
@@ -104,6 +116,11 @@ def add_RecognizerServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=asr_dot_v1_dot_asr__pb2.ListModelsRequest.FromString,
                     response_serializer=asr_dot_v1_dot_asr__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'ListProfiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProfiles,
+                    request_deserializer=asr_dot_v1_dot_asr__pb2.ListProfilesRequest.FromString,
+                    response_serializer=asr_dot_v1_dot_asr__pb2.ListProfilesResponse.SerializeToString,
             ),
             'GetStats': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStats,
@@ -192,6 +209,33 @@ class Recognizer:
             '/asr.v1.Recognizer/ListModels',
             asr_dot_v1_dot_asr__pb2.ListModelsRequest.SerializeToString,
             asr_dot_v1_dot_asr__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProfiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/asr.v1.Recognizer/ListProfiles',
+            asr_dot_v1_dot_asr__pb2.ListProfilesRequest.SerializeToString,
+            asr_dot_v1_dot_asr__pb2.ListProfilesResponse.FromString,
             options,
             channel_credentials,
             insecure,
