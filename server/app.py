@@ -33,6 +33,7 @@ import torch
 from asr.server.auth import BearerTokenInterceptor
 from asr.server.batcher import StreamBatcher
 from asr.server.engine import Engine, Limits
+from asr.server.enroll_http import EnrollmentAPI
 from asr.server.metrics import Metrics, start_metrics_http
 from asr.server.servicer import RecognizerService
 from asr.server.ws import WebServer, tls_context
@@ -47,6 +48,7 @@ from asr.decode_pool import PooledDecoder
 from asr.decoding import DecoderOptions
 from asr.fusion import FUSION_FILE
 from asr.model import quantize_int8
+from asr.profiles import ProfileStore
 from asr.v1 import asr_pb2, asr_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -268,7 +270,16 @@ def build_server(config: ServerConfig, recognizer: Recognizer | None = None) -> 
     web = None
     if config.ws_port is not None:
         tls = tls_context(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
-        web = WebServer(service.engine, config.host, config.ws_port, config.tokens, tls, config.reuse_port)
+        enrollment = EnrollmentAPI(ProfileStore())
+        web = WebServer(
+            service.engine,
+            config.host,
+            config.ws_port,
+            config.tokens,
+            tls,
+            config.reuse_port,
+            enrollment.add_routes,
+        )
     metrics_http = None
     if config.metrics_port is not None:
         metrics_host = "0.0.0.0" if config.host in ("[::]", "0.0.0.0") else config.host

@@ -49,6 +49,7 @@ WEB_DIR = Path(__file__).parent / "web"
 STATIC_FILES = {  # what the page needs: name -> content type
     "index.html": "text/html",
     "app.js": "text/javascript",
+    "enroll.js": "text/javascript",
     "worklet.js": "text/javascript",
     "style.css": "text/css",
 }
@@ -256,7 +257,8 @@ class WebServer:
         self._ssl = ssl_context
         self._sockets: set[web.WebSocketResponse] = set()
         self._idle: asyncio.Event | None = None
-        self.app = web.Application(middlewares=[self._auth])
+        # Requests as large as a stream's messages (an enrollment take is one request).
+        self.app = web.Application(middlewares=[self._auth], client_max_size=engine.limits.max_message_bytes)
         self.app.router.add_get("/", self._root)
         for name in STATIC_FILES:
             if name != "index.html":
