@@ -24,9 +24,6 @@ from asr.text import greedy_decode, normalize_text
 log = logging.getLogger(__name__)
 
 
-__all__ = ["batch_log_probs"]  # the inference path, for callers that import it from here
-
-
 def decode_feature_set(
     model: CTCModel,
     normalizer: Callable[[torch.Tensor], torch.Tensor],

@@ -171,14 +171,11 @@ def tune_on_manifest(
     """:func:`tune_decoder` on the log-probs of ``model`` for the first ``limit`` utterances of ``manifest``."""
     from asr.audio import load_audio
     from asr.checkpoint import load_model
-    from asr.evaluate import batch_log_probs
-    from asr.features import log_mel
     from asr.manifest import read_manifest
 
     loaded = load_model(model)
     log_probs, refs = [], []
     for e in read_manifest(manifest)[:limit]:
-        feats = loaded.normalizer(log_mel(load_audio(e["audio_filepath"]), loaded.features))
-        log_probs.append(batch_log_probs(loaded.model, [feats])[0].numpy())
+        log_probs.append(loaded.log_probs(load_audio(e["audio_filepath"], loaded.features.sample_rate)))
         refs.append(normalize_text(str(e["text"])))
     return tune_decoder(log_probs, refs, lm_dir, alphas, betas, beam_width)

@@ -17,8 +17,8 @@ from asr import checkpoint
 from asr.api import Recognizer
 from asr.cli import main
 from asr.decoding import Decoder, Hypothesis
-from asr.evaluate import batch_log_probs
 from asr.fusion import Fusion, best_lag, file_sha256, load_fusion, tune
+from asr.inference import batch_log_probs
 from asr.metrics import error_rates
 from asr.streaming import EndpointConfig, SessionConfig
 from asr.text import Vocabulary, greedy_decode
