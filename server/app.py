@@ -35,6 +35,7 @@ from asr.server.batcher import StreamBatcher
 from asr.server.engine import Engine, Limits
 from asr.server.enroll_http import EnrollmentAPI
 from asr.server.metrics import Metrics, start_metrics_http
+from asr.server.profiles import ProfileCache
 from asr.server.servicer import RecognizerService
 from asr.server.ws import WebServer, tls_context
 from grpc import aio
@@ -154,6 +155,17 @@ class ServerConfig:
         "the BiLSTM's alone",
     )
 
+    profiles_dir: str | None = option(
+        None,
+        help="speaker profiles a request may name (RecognitionConfig.profile, the WebSocket config's "
+        "profile); default: $ASR_PROFILES, else $XDG_DATA_HOME/lstm-asr/profiles",
+    )
+    max_profiles: int = option(
+        8,
+        help="adapted profiles kept loaded at once (about 30 MB each); the least recently used idle one "
+        "goes first",
+    )
+
     def limits(self) -> Limits:
         """The per-stream limits every transport enforces."""
         return Limits(
@@ -245,7 +257,15 @@ def build_server(config: ServerConfig, recognizer: Recognizer | None = None) -> 
     metrics = Metrics()
     batcher = StreamBatcher(recognizer.streaming.model, config.max_batch, config.max_wait_ms)
     limits = config.limits()
-    service = RecognizerService(Engine(recognizer, batcher, metrics, limits))
+    store = ProfileStore(config.profiles_dir)
+    profiles = ProfileCache(
+        store,
+        recognizer,
+        config.max_profiles,
+        lambda model: StreamBatcher(model, config.max_batch, config.max_wait_ms),
+        int8=config.int8,
+    )
+    service = RecognizerService(Engine(recognizer, batcher, metrics, limits, profiles))
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
@@ -270,7 +290,7 @@ def build_server(config: ServerConfig, recognizer: Recognizer | None = None) -> 
     web = None
     if config.ws_port is not None:
         tls = tls_context(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
-        enrollment = EnrollmentAPI(ProfileStore())
+        enrollment = EnrollmentAPI(store)
         web = WebServer(
             service.engine,
             config.host,

@@ -6,7 +6,7 @@ one cross-stream batcher, one set of limits and one set of metrics::
 
     engine.admit()                      # stream cap and draining; counts the stream
     try:
-        stream = engine.open_stream(session_config, profile=None)
+        stream = await engine.open_stream(session_config, profile=None)
         results = await stream.accept(samples)   # batched log-mel + LSTM step, then decode
         results += await stream.finish()
     finally:
@@ -20,6 +20,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 import numpy as np
@@ -29,6 +30,9 @@ from asr.server.metrics import Metrics
 from asr.api import Recognizer
 from asr.decode_pool import PooledDecoder
 from asr.streaming import Result, SessionConfig, StreamingSession
+
+if TYPE_CHECKING:
+    from asr.server.profiles import LoadedProfile, ProfileCache
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +62,17 @@ class Limits:
 class Stream:
     """One open recognition stream: its session and the batcher that steps its model."""
 
-    def __init__(self, engine: Engine, session: StreamingSession, batcher: StreamBatcher) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        session: StreamingSession,
+        batcher: StreamBatcher,
+        profile: LoadedProfile | None = None,
+    ) -> None:
         self.engine = engine
         self.session = session
         self.batcher = batcher
+        self.profile = profile  # the speaker profile it runs on (None: the base models)
         self.sample_rate = session.config.sample_rate
         self.audio_seconds = 0.0
 
@@ -130,14 +141,23 @@ class Stream:
     def close(self) -> None:
         """Release the session at once (also on cancel: a decode worker may hold its search)."""
         self.session.close()
+        if self.profile is not None and self.engine.profiles is not None:
+            self.engine.profiles.release(self.profile)
+            self.profile = None
 
 
 class Engine:
     """The recognizer, batcher, limits and metrics of one server process."""
 
     def __init__(
-        self, recognizer: Recognizer, batcher: StreamBatcher, metrics: Metrics, limits: Limits
+        self,
+        recognizer: Recognizer,
+        batcher: StreamBatcher,
+        metrics: Metrics,
+        limits: Limits,
+        profiles: ProfileCache | None = None,
     ) -> None:
+        """``profiles``: the speaker profiles requests may name (None: none; naming one is refused)."""
         if limits.max_streams < 1:
             raise ValueError(f"expected max_streams >= 1, got {limits.max_streams}")
         if limits.max_message_bytes < 1024:
@@ -146,6 +166,7 @@ class Engine:
         self.batcher = batcher
         self.metrics = metrics
         self.limits = limits
+        self.profiles = profiles
         self.draining = False
 
     @property
@@ -171,24 +192,58 @@ class Engine:
         """An admitted stream has ended."""
         self.metrics.stream_ended()
 
-    def open_stream(self, config: SessionConfig, profile: str | None = None) -> Stream:
+    async def open_stream(self, config: SessionConfig, profile: str | None = None) -> Stream:
         """A new stream with ``config``, on the base models or on ``profile``'s adapted ones.
 
+        A profile not yet loaded is loaded in a worker thread (:class:`ProfileCache`); its
+        streams share the profile's own batcher.
+
         Raises:
-            RequestError: INVALID_ARGUMENT for an unknown profile or a mode whose model
-                this server did not load.
+            RequestError: INVALID_ARGUMENT for a malformed profile name or a mode whose
+                model this server did not load, NOT_FOUND for an unknown profile,
+                FAILED_PRECONDITION for a profile that was never adapted.
         """
-        if profile:
-            raise RequestError(f"unknown profile {profile!r}: this server has no profiles")
+        if not profile:
+            try:
+                return Stream(self, self.recognizer.stream(config), self.batcher)
+            except ValueError as e:
+                raise RequestError(str(e)) from None
+        recognizer, entry = await self.acquire_recognizer(profile)
+        assert entry is not None
         try:
-            session = self.recognizer.stream(config)
+            session = recognizer.stream(config)
         except ValueError as e:
+            self.release_profile(entry)
             raise RequestError(str(e)) from None
-        return Stream(self, session, self.batcher)
+        return Stream(self, session, entry.batcher, entry)
+
+    async def acquire_recognizer(self, profile: str | None) -> tuple[Recognizer, LoadedProfile | None]:
+        """The recognizer of ``profile`` (loaded if need be), or the base one when it is empty.
+
+        A profile's entry comes back with it; give it to :meth:`release_profile` when done.
+
+        Raises:
+            RequestError: as :meth:`open_stream`.
+        """
+        if not profile:
+            return self.recognizer, None
+        if self.profiles is None:
+            raise RequestError(
+                f"profile {profile!r} not found: this server serves no profiles", grpc.StatusCode.NOT_FOUND
+            )
+        entry = await self.profiles.acquire(profile)
+        return entry.recognizer, entry
+
+    def release_profile(self, entry: LoadedProfile | None) -> None:
+        """A request that used ``entry`` (from :meth:`acquire_recognizer`) is done."""
+        if entry is not None and self.profiles is not None:
+            self.profiles.release(entry)
 
     async def stop(self) -> None:
-        """Stop the batcher and the decode workers (after the transports have stopped)."""
+        """Stop the batchers and the decode workers (after the transports have stopped)."""
         await self.batcher.stop()
+        if self.profiles is not None:
+            await self.profiles.stop()
         decoder = self.recognizer.decoder
         if isinstance(decoder, PooledDecoder):
             await asyncio.get_running_loop().run_in_executor(None, decoder.close)

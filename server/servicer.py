@@ -290,7 +290,7 @@ class RecognizerService(asr_pb2_grpc.RecognizerServicer):
             config = session_config(
                 sc.config, sc.interim_results, sc.single_utterance, self.recognizer.offline is not None
             )
-            stream = self.engine.open_stream(config)
+            stream = await self.engine.open_stream(config, sc.config.profile or None)
             decode = AudioDecoder(sc.config.encoding)
             # Accepted: say so at once (initial metadata, before any result), so that an
             # asyncio client can wait for it before sending audio (asr.client.aio).
@@ -353,10 +353,15 @@ class RecognizerService(asr_pb2_grpc.RecognizerServicer):
                     grpc.StatusCode.OUT_OF_RANGE,
                 )
 
-            def run() -> Transcript:
-                return self.recognizer.transcribe(samples, config.mode, config.sample_rate, config)
+            recognizer, profile = await self.engine.acquire_recognizer(request.config.profile or None)
 
-            transcript = await asyncio.get_running_loop().run_in_executor(None, run)
+            def run() -> Transcript:
+                return recognizer.transcribe(samples, config.mode, config.sample_rate, config)
+
+            try:
+                transcript = await asyncio.get_running_loop().run_in_executor(None, run)
+            finally:
+                self.engine.release_profile(profile)
         except RequestError as e:
             self.metrics.error()
             await context.abort(e.code, str(e))
@@ -400,6 +405,28 @@ class RecognizerService(asr_pb2_grpc.RecognizerServicer):
                     )
                 )
         return asr_pb2.ListModelsResponse(models=models)
+
+    async def ListProfiles(  # noqa: N802
+        self, request: asr_pb2.ListProfilesRequest, context: aio.ServicerContext
+    ) -> asr_pb2.ListProfilesResponse:
+        profiles = self.engine.profiles
+        if profiles is None:
+            return asr_pb2.ListProfilesResponse()
+
+        def listing() -> list[asr_pb2.ProfileInfo]:
+            loaded = set(profiles.loaded)
+            return [
+                asr_pb2.ProfileInfo(
+                    name=info.name,
+                    adapted=info.adapted,
+                    enrolled_minutes=info.minutes,
+                    loaded=info.name in loaded,
+                )
+                for info in (profiles.store.info(name) for name in profiles.store.names())
+            ]
+
+        infos = await asyncio.get_running_loop().run_in_executor(None, listing)
+        return asr_pb2.ListProfilesResponse(profiles=infos, max_loaded=profiles.max_profiles)
 
     async def GetStats(  # noqa: N802
         self, request: asr_pb2.GetStatsRequest, context: aio.ServicerContext

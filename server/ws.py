@@ -402,7 +402,7 @@ class WebServer:
                             f"expected an even number of bytes, got {len(msg.data)}"
                         )
                     if stream is None:
-                        stream = engine.open_stream(session, profile)
+                        stream = await engine.open_stream(session, profile)
                     if engine.draining:
                         await ws.send_str(json.dumps(reply(await stream.finish(), final=True)))
                         raise RequestError("server is shutting down", grpc.StatusCode.UNAVAILABLE)
@@ -422,7 +422,7 @@ class WebServer:
                         reply = _Reply(words, alternatives)
                         continue
                     if stream is None:
-                        stream = engine.open_stream(session, profile)
+                        stream = await engine.open_stream(session, profile)
                     if "eof" in command:
                         await ws.send_str(json.dumps(reply(await stream.finish(), final=True)))
                         await ws.close()
