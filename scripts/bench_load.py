@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import resource
@@ -178,6 +179,15 @@ def run_stream(client: RecognizerClient, audio: np.ndarray, mode: str, chunk_ms:
             record.partial_ms.append(1000 * (arrival - sent[covered[-1]]))
     record.lag_ms = [1000 * x for x in source.lag]
     return record
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for the child's WebSocket listener)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def trim_trailing_silence(audio: np.ndarray, keep_s: float = 0.1, floor_db: float = -50.0) -> np.ndarray:
@@ -347,6 +357,99 @@ def run_load_aio(
     return records, start, end, server
 
 
+async def run_stream_ws(address: str, audio: np.ndarray, mode: str, chunk_ms: float) -> StreamRecord:
+    """One paced stream over the Vosk WebSocket protocol (``--transport ws``).
+
+    Vosk answers every chunk with one reply, in order, so reply k is the partial (or
+    final) for chunk k: its latency is from sending chunk k to receiving reply k. The
+    final latency runs from the last chunk to the reply to ``{"eof" : 1}``.
+    """
+    import websockets
+
+    n = max(1, round(SAMPLE_RATE * chunk_ms / 1000))
+    pcm = float_to_pcm16(audio)
+    chunks = [pcm[i : i + 2 * n] for i in range(0, len(pcm), 2 * n)]
+    ends = np.cumsum([len(c) / 2 / SAMPLE_RATE for c in chunks])
+    record = StreamRecord(audio_seconds=len(audio) / SAMPLE_RATE)
+    sent: list[float] = []
+    lags: list[float] = []
+    try:
+        async with websockets.connect(address, max_size=None, compression=None) as ws:
+            await ws.send(json.dumps({"config": {"sample_rate": SAMPLE_RATE, "words": 1, "model": mode}}))
+
+            async def pace() -> None:
+                start = time.monotonic()
+                for chunk, end in zip(chunks, ends, strict=True):
+                    delay = start + end - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    now = time.monotonic()
+                    sent.append(now)
+                    lags.append(now - (start + end))
+                    await ws.send(chunk)
+                await ws.send('{"eof" : 1}')
+
+            sender = asyncio.create_task(pace())
+            for k in range(len(chunks) + 1):
+                reply = json.loads(await asyncio.wait_for(ws.recv(), record.audio_seconds + 60))
+                now = time.monotonic()
+                if "error" in reply:
+                    record.status, record.detail = "ERROR", str(reply["error"])[:300]
+                    break
+                if k == len(chunks):  # the eof's final
+                    record.finals += 1
+                    record.final_ms = 1000 * (now - sent[-1])
+                elif "partial" in reply:
+                    if reply["partial"]:
+                        record.partial_ms.append(1000 * (now - sent[k]))
+                else:
+                    record.finals += 1
+            await sender
+    except Exception as e:  # noqa: BLE001 - counted, not fatal
+        record.status = f"client:{type(e).__name__}"
+        record.detail = str(e)[:300]
+    record.lag_ms = [1000 * x for x in lags]
+    return record
+
+
+def run_load_ws(
+    port: int,
+    clips: list[np.ndarray],
+    streams: int,
+    seconds: float,
+    ramp: float,
+    mode: str,
+    chunk_ms: float,
+    ws_port: int = 0,
+) -> tuple[list[StreamRecord], float, float, dict[str, float]]:
+    """:func:`run_load_aio` over the Vosk WebSocket protocol on ``ws_port`` (stats over gRPC ``port``)."""
+    records: list[StreamRecord] = []
+
+    async def main() -> tuple[float, float]:
+        start = time.monotonic()
+        deadline = start + seconds
+
+        async def slot(i: int) -> None:
+            await asyncio.sleep(ramp * i / streams)
+            k = i
+            while time.monotonic() < deadline:
+                record = await run_stream_ws(
+                    f"ws://127.0.0.1:{ws_port}/", clips[k % len(clips)], mode, chunk_ms
+                )
+                k += 1
+                records.append(record)
+                if record.status != "OK":
+                    await asyncio.sleep(RETRY_AFTER_S)
+
+        await asyncio.gather(*(slot(i) for i in range(streams)))
+        return start, time.monotonic()
+
+    start, end = asyncio.run(main())
+    with RecognizerClient(f"127.0.0.1:{port}") as client:  # the same engine's counters
+        server = server_stats(client)
+    return records, start, end, server
+
+
 def _per_audio_second(cpu_percent: float, wall: float, records: list[Any]) -> float | None:
     """Server CPU seconds over the run per second of audio that streams sent and got their results
     for (streams that ended OK; None if there were none)."""
@@ -363,7 +466,8 @@ def write_report(report: dict[str, Any], out: Path) -> str:
     lines = [
         "# Streaming load benchmark",
         "",
-        f"`scripts/bench_load.py`: {report['streams']} concurrent real-time streams, mode "
+        f"`scripts/bench_load.py`: {report['streams']} concurrent real-time streams "
+        f"over {report.get('transport', 'grpc')}, mode "
         f"`{report['mode']}`, {report['chunk_ms']} ms chunks, {report['seconds']} s; server in its own "
         f"process; {report['machine']}, load average {report['load_average_at_start']} at the start. "
         f"Server settings: {report['server_config'] or 'defaults'}.",
@@ -391,6 +495,11 @@ def write_report(report: dict[str, Any], out: Path) -> str:
         f"(result end >= chunk end - {COVER_SLACK_S * 1000:g} ms) to receiving it. Final latency: "
         "from sending the last chunk (end of audio) to receiving the final. Steady CPU excludes the ramp.",
     ]
+    if report.get("transport") == "ws":
+        lines.append(
+            "Over the Vosk WebSocket protocol each chunk gets one reply, in order: a partial's latency "
+            "runs from sending its chunk to receiving that chunk's reply; the final is the reply to eof."
+        )
     text = "\n".join(lines) + "\n"
     out.with_suffix(".md").write_text(text)
     return text
@@ -425,6 +534,12 @@ def main() -> int:
         help="load generator: one asyncio loop for all streams (aio, light), or the library's "
         "RecognizerClient with a thread per stream (threads, what an app would use)",
     )
+    parser.add_argument(
+        "--transport",
+        choices=("grpc", "ws"),
+        default="grpc",
+        help="streams over gRPC, or over the Vosk WebSocket protocol of `asr serve --ws-port` (ws)",
+    )
     parser.add_argument("--out", default="reports/load_bench", help="report path prefix")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--server-config", default="{}", help=argparse.SUPPRESS)
@@ -438,7 +553,9 @@ def main() -> int:
     clips = load_clips(args.audio)
     load_average = round(os.getloadavg()[0], 2)
     print(f"starting the server (load average {load_average}) ...", flush=True)
-    server = start_server(args.server_threads, args.max_streams, server_extra)
+    ws_port = free_port() if args.transport == "ws" else None
+    child_extra = {**server_extra, "ws_port": ws_port} if ws_port else server_extra
+    server = start_server(args.server_threads, args.max_streams, child_extra)
     port = server.port
     monitor = ProcessMonitor(server.process.pid)
     try:
@@ -450,6 +567,8 @@ def main() -> int:
         )
         cpu_before = resource.getrusage(resource.RUSAGE_SELF)
         runner = run_load_aio if args.client == "aio" else run_load
+        if ws_port:
+            runner = functools.partial(run_load_ws, ws_port=ws_port)
         records, start, end, server_stats = runner(
             port, clips, args.streams, args.seconds, args.ramp, args.mode, args.chunk_ms
         )
@@ -473,6 +592,7 @@ def main() -> int:
         "chunk_ms": args.chunk_ms,
         "server_threads": args.server_threads,
         "client": args.client,
+        "transport": args.transport,
         "server_config": server_extra,
         "wall_seconds": round(wall, 1),
         "streams_ok": codes.get("OK", 0),
