@@ -19,6 +19,7 @@ import numpy as np
 from asr.api import Recognizer, Transcript, load_short
 from asr.audio import AudioError
 from asr.constants import SAMPLE_RATE, Mode
+from asr.offline import OfflineBatchRecognizer
 from asr.streaming import SessionConfig
 
 log = logging.getLogger(__name__)
@@ -175,12 +176,13 @@ def transcribe_files(
     def drain(keep: int) -> None:
         while len(queued) > keep:
             items, pending = queued.pop(0)
-            for (path, audio), results in zip(items, batcher.collect(pending), strict=True):  # type: ignore[union-attr]
+            for (path, audio), results in zip(items, OfflineBatchRecognizer.collect(pending), strict=True):
                 emit(path, Transcript(results=tuple(results), duration=len(audio) / SAMPLE_RATE))
 
     def run_group() -> None:
         if group:
-            queued.append((list(group), batcher.submit([a for _, a in group], base)))  # type: ignore[union-attr]
+            assert batcher is not None  # files are grouped only in batched mode
+            queued.append((list(group), batcher.submit([a for _, a in group], base)))
             group.clear()
             drain(keep=1)  # decode batch k while the model runs on batch k + 1
 
