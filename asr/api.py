@@ -94,6 +94,13 @@ class Recognizer:
             raise ValueError("expected a unidirectional model as the streaming model")
         if offline is not None and not offline.model.config.bidirectional:
             log.info("offline model %s is unidirectional", offline.path)
+        step = streaming.step_seconds
+        if offline is not None and offline.step_seconds != step:
+            raise ValueError(
+                f"expected models with the same step, got {step:g} s (streaming) and {offline.step_seconds:g} s"
+            )
+        if decoder.options.step_seconds != step:  # word times follow the models' step
+            decoder = decoder.with_options(step_seconds=step)
         self.streaming = streaming
         self.offline = offline
         self.decoder = decoder

@@ -39,6 +39,7 @@ import torch
 from asr.api import Recognizer, load_decoder
 from asr.audio import SAMPLE_RATE, AudioError, load_audio
 from asr.checkpoint import MODELS_DIR, LoadedModel, load_model
+from asr.constants import Mode
 from asr.decoding import OFFLINE_BEAM_WIDTH, STEP_SECONDS, Decoder, Hypothesis
 from asr.evaluate import GROUPINGS, evaluate_manifest, grouped_scores, result_row
 from asr.features import log_mel
@@ -236,8 +237,10 @@ RefWord = tuple[str, float]  # (word, end in seconds)
 LAG_WINDOW_S = (-0.5, 2.0)  # a partial word is matched to a reference word this far from its end
 
 
-def forced_word_ends(log_probs: np.ndarray, text: str, vocab: Vocabulary) -> list[RefWord] | None:
-    """CTC Viterbi alignment of the reference ``text`` to ``(T', V)`` log-probs.
+def forced_word_ends(
+    log_probs: np.ndarray, text: str, vocab: Vocabulary, step_seconds: float = STEP_SECONDS
+) -> list[RefWord] | None:
+    """CTC Viterbi alignment of the reference ``text`` to ``(T', V)`` log-probs of ``step_seconds`` steps.
 
     Returns:
         (word, end) per word, the end one step after the frame of its last character;
@@ -271,7 +274,7 @@ def forced_word_ends(log_probs: np.ndarray, text: str, vocab: Vocabulary) -> lis
     ends, position = [], 0
     for word in text.split(" "):
         position += len(word)
-        ends.append((word, round((last_frame[2 * position - 1] + 1) * STEP_SECONDS, 3)))
+        ends.append((word, round((last_frame[2 * position - 1] + 1) * step_seconds, 3)))
         position += 1  # the space
     return ends
 
@@ -439,7 +442,7 @@ class _Bench:
             ref = normalize_text(str(e["text"]))
             for name, rec in (("greedy", self.rec_greedy), ("lm", self.rec_lm)):
                 session = rec.stream(
-                    SessionConfig(mode="two-pass", interim_results=False, endpoint=self.config.endpoint)
+                    SessionConfig(mode=Mode.TWO_PASS, interim_results=False, endpoint=self.config.endpoint)
                 )
                 hyp = results_text(session.accept_audio(audio) + session.finish())
                 two_pass[name].append(result_row(e, ref, hyp))
@@ -485,10 +488,15 @@ class _Bench:
                 )
                 traces.append(trace)
                 if len(ref_words) < len(entries):
-                    ref_words.append(forced_word_ends(lp, refs[len(ref_words)], self.offline.vocab) or [])
+                    ref_words.append(
+                        forced_word_ends(
+                            lp, refs[len(ref_words)], self.offline.vocab, self.offline.step_seconds
+                        )
+                        or []
+                    )
                 self.bar.update()
             record(_run_key("offline", threads), traces)  # the chunk size does not matter offline
-            for mode, chunks in (("two-pass", [HEADLINE_CHUNK_MS]), ("stream", cfg.chunks_ms)):
+            for mode, chunks in ((Mode.TWO_PASS, [HEADLINE_CHUNK_MS]), (Mode.STREAM, cfg.chunks_ms)):
                 for chunk in chunks if threads == cfg.threads[0] else [HEADLINE_CHUNK_MS]:
                     self.stage(f"latency {mode} {chunk}ms {threads}t")
                     session = SessionConfig(mode=mode, endpoint=cfg.endpoint)
@@ -496,7 +504,9 @@ class _Bench:
                     for _, audio in entries:
                         traces.append(simulate_session(self.rec_lm, session, audio, chunk))
                         self.bar.update()
-                    record(_run_key("streaming" if mode == "stream" else mode, threads, chunk), traces)
+                    record(
+                        _run_key("streaming" if mode == Mode.STREAM else str(mode), threads, chunk), traces
+                    )
         torch.set_num_threads(max(cfg.threads))
         return runs
 

@@ -17,7 +17,7 @@ import numpy as np
 from asr.audio import SAMPLE_RATE
 from asr.bench import LAG_WINDOW_S, MODES
 from asr.checkpoint import LoadedModel
-from asr.decoding import STEP_SECONDS, Decoder
+from asr.decoding import Decoder
 from asr.features import log_mel
 from asr.text import normalize_text
 
@@ -372,13 +372,14 @@ def plot_ctc_alignment(
     fig, axes = plt.subplots(
         1 + len(models), 1, figsize=(12, 2 + 2.6 * len(models)), sharex=True, gridspec_kw={"hspace": 0.75}
     )
-    mels = log_mel(audio, models[0][1].features)  # (T, M)
+    features = models[0][1].features
+    mels = log_mel(audio, features)  # (T, M)
     axes[0].imshow(
         mels.T.numpy(),
         origin="lower",
         aspect="auto",
         cmap="magma",
-        extent=(0, len(mels) * 0.01, 0, mels.shape[1]),
+        extent=(0, len(mels) * features.hop_length / features.sample_rate, 0, mels.shape[1]),
     )
     axes[0].set_ylabel("log-mel")
     axes[0].set_title(f"reference: {normalize_text(str(entry['text']))}", fontsize=9, loc="left")
@@ -386,7 +387,7 @@ def plot_ctc_alignment(
         lp = loaded.log_probs(audio)  # (T', V)
         probs = np.exp(lp)
         blank, labels = loaded.vocab.blank, loaded.vocab.labels
-        t = (np.arange(len(probs)) + 0.5) * STEP_SECONDS
+        t = (np.arange(len(probs)) + 0.5) * loaded.step_seconds
         ax.fill_between(t, probs[:, blank], step="mid", color="0.85", label="blank")
         best = probs.argmax(-1)
         cmap = plt.get_cmap("tab20")

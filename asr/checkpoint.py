@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from asr.constants import step_seconds
 from asr.features import FeatureConfig, Normalizer, log_mel
 from asr.inference import BATCH_FRAMES, batch_log_probs, sorted_log_probs
 from asr.model import CTCModel, ModelConfig
@@ -51,6 +52,11 @@ class LoadedModel:
     @property
     def kind(self) -> str:
         return self.model.config.kind
+
+    @property
+    def step_seconds(self) -> float:
+        """Seconds of audio per model step: the features' frame shift x the model's stacking."""
+        return step_seconds(self.features.hop_length, self.features.sample_rate, self.model.config.stack)
 
     def inputs(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Normalised model input: 1-D ``x`` is audio at ``features.sample_rate`` (log-mel

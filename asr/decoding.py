@@ -1,7 +1,8 @@
 """From CTC log-probs to text: greedy and beam search with a KenLM n-gram (pyctcdecode).
 
 Both paths give :class:`Hypothesis` objects with word start/end times (from frame
-offsets; one model step is 30 ms) and confidences:
+offsets; a model step is :attr:`DecoderOptions.step_seconds`, 30 ms for the shipped
+models) and confidences:
 
 * word confidence: the mean, over the word's frames, of the best symbol's posterior;
 * utterance confidence: the mean word confidence (1.0 for an empty hypothesis with
@@ -20,13 +21,16 @@ from typing import Any, Protocol
 import numpy as np
 
 from asr.beam import BlankFrameSkipper, IncrementalBeamSearch
+from asr.constants import step_seconds
 from asr.text import BLANK, LABELS, Vocabulary
 
 log = logging.getLogger(__name__)
 # pyctcdecode logs its alphabet's style at INFO each time a decoder is built; nothing to act on.
 logging.getLogger("pyctcdecode.alphabet").setLevel(logging.WARNING)
 
-STEP_SECONDS = 0.03  # 3 stacked 10 ms frames
+# Seconds per model step of the default features and model (3 stacked 10 ms frames); a
+# decoder's own is DecoderOptions.step_seconds, which Recognizer sets from its models.
+STEP_SECONDS = step_seconds()
 # Beam width of offline-mode finals (whole files: `asr transcribe`, Recognizer.transcribe).
 # Live finals keep DecoderOptions.beam_width (32), whose cost a final's latency and the
 # server's capacity pay. Chosen on the dev split (480 utterances, fused BiLSTM, tuned LM):
@@ -45,6 +49,7 @@ class DecoderOptions:
     beam_prune_logp: float = -10.0
     token_min_logp: float = -5.0
     hotword_weight: float = 10.0
+    step_seconds: float = STEP_SECONDS  # audio per model step, for word times
 
 
 @dataclass(frozen=True)
@@ -185,7 +190,7 @@ class Decoder:
             previous = token
         while chars and chars[-1][0] == " ":
             chars.pop()
-        words = words_from_frames(chars, probs_max, time_offset)
+        words = words_from_frames(chars, probs_max, time_offset, self.options.step_seconds)
         score = float(lp.max(-1).sum()) if len(lp) else 0.0
         return Hypothesis(
             text=" ".join(w.word for w in words),
@@ -334,6 +339,7 @@ class LocalSearch(UtteranceSearch):
         self.n_best = n_best
         self._vocab_size = len(decoder.vocab.labels)
         self._skipper = BlankFrameSkipper(decoder.options.token_min_logp, decoder.vocab.blank)
+        self._step = decoder.options.step_seconds
         self._probs_max: list[np.ndarray] = []  # (n,) best-symbol posterior per frame, per chunk
         self._search = decoder.incremental(hotwords, hotword_weight, n_best)
         self._eager = eager
@@ -378,8 +384,8 @@ class LocalSearch(UtteranceSearch):
             words = tuple(
                 Word(
                     word=w,
-                    start=round(time_offset + s * STEP_SECONDS, 3),
-                    end=round(time_offset + max(e, s + 1) * STEP_SECONDS, 3),
+                    start=round(time_offset + s * self._step, 3),
+                    end=round(time_offset + max(e, s + 1) * self._step, 3),
                     confidence=round(_word_confidence(probs_max, s, e), 4),
                 )
                 for w, (s, e) in word_frames

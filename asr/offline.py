@@ -27,9 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from asr.constants import step_seconds
 from asr.decode_pool import PooledDecoder
-from asr.decoding import STEP_SECONDS, DecoderProtocol, Hypothesis
-from asr.features import Normalizer, log_mel
+from asr.decoding import DecoderProtocol, Hypothesis
+from asr.features import FeatureConfig, Normalizer, log_mel
 from asr.fusion import Fusion
 from asr.inference import BATCH_FRAMES, sorted_log_probs
 from asr.model import CTCModel
@@ -107,6 +108,12 @@ class OfflineBatchRecognizer:
         if self.jobs > 1:
             self._pool = PooledDecoder(self.decoder, self.jobs)
 
+    @property
+    def step_seconds(self) -> float:
+        """Seconds of audio per model step (:meth:`log_probs` computes the default log-mel)."""
+        features = FeatureConfig()
+        return step_seconds(features.hop_length, features.sample_rate, self.model.config.stack)
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
@@ -142,14 +149,17 @@ class OfflineBatchRecognizer:
         workers decode this one.
         """
         blank = self.decoder.vocab.blank
-        gap = max(1, round(config.endpoint.trailing_silence_ms / 1000 / STEP_SECONDS))
-        longest = max(1, round(config.endpoint.max_utterance_ms / 1000 / STEP_SECONDS))
+        step = self.step_seconds
+        gap = max(1, round(config.endpoint.trailing_silence_ms / 1000 / step))
+        longest = max(1, round(config.endpoint.max_utterance_ms / 1000 / step))
         pending: list[Any] = []
         for lp in self.log_probs(audios):
             segments = speech_segments(lp, blank, gap, longest)
             if config.single_utterance:
                 segments = segments[:1]
-            pending.append([(a, b, self._submit(lp[a:b], config, a * STEP_SECONDS)) for a, b in segments])
+            pending.append(
+                [(a * step, b * step, self._submit(lp[a:b], config, a * step)) for a, b in segments]
+            )
         return pending
 
     @staticmethod
@@ -163,12 +173,12 @@ class OfflineBatchRecognizer:
                         is_final=True,
                         alternatives=tuple(future.result()),
                         utterance_index=index,
-                        start=round(a * STEP_SECONDS, 3),
-                        end=round(b * STEP_SECONDS, 3),
+                        start=round(start, 3),
+                        end=round(end, 3),
                         stability=1.0,
                         events=(EventType.SPEECH_END,),
                     )
-                    for index, (a, b, future) in enumerate(jobs)
+                    for index, (start, end, future) in enumerate(jobs)
                 ]
             )
         return results

@@ -40,8 +40,8 @@ from enum import StrEnum
 import numpy as np
 import torch
 
-from asr.constants import MODES, SAMPLE_RATE, Mode
-from asr.decoding import STEP_SECONDS, DecoderProtocol, Hypothesis, UtteranceSearch
+from asr.constants import MODES, SAMPLE_RATE, Mode, step_seconds
+from asr.decoding import DecoderProtocol, Hypothesis, UtteranceSearch
 from asr.endpoint import Boundary, EndpointConfig, Endpointer
 from asr.features import Normalizer
 from asr.frontend import FrontEnd
@@ -157,8 +157,10 @@ class StreamingSession:
         self.fusion = fusion if config.mode == Mode.TWO_PASS else None
         self.stack = model.config.stack
         self.frontend = FrontEnd(config.sample_rate, normalizer, self.stack)
+        features = self.frontend.features
+        self.step_seconds = step_seconds(features.hop_length, features.sample_rate, self.stack)
         self.state: LSTMState | None = None  # the LSTM's (h, c) after the last consumed step
-        self.endpointer = Endpointer(config.endpoint)
+        self.endpointer = Endpointer(config.endpoint, self.step_seconds)
         self.utterance_index = 0
         # The streaming log-probs need a beam search for stream-mode finals and beam partials;
         # two-pass finals search the BiLSTM's log-probs of the whole utterance instead.
@@ -285,7 +287,7 @@ class StreamingSession:
 
     # -------------------------------------------------------------- results
     def _event(self, event: EventType, step: int) -> Result:
-        t = round(step * STEP_SECONDS, 3)
+        t = round(step * self.step_seconds, 3)
         return Result(False, (), self.utterance_index, t, t, events=(event,))
 
     def _new_utterance(self, start_step: int) -> _Utterance:
@@ -299,7 +301,7 @@ class StreamingSession:
         if not self.config.interim_results or self.finished:
             return None
         utt = self._utt
-        offset = utt.start_step * STEP_SECONDS
+        offset = utt.start_step * self.step_seconds
         if self.config.partial_decoder == "beam":
             assert utt.search is not None
             hyp = utt.search.result(offset)[0]
@@ -318,13 +320,13 @@ class StreamingSession:
             alternatives=(hyp,),
             utterance_index=self.utterance_index,
             start=round(offset, 3),
-            end=round((utt.start_step + utt.steps) * STEP_SECONDS, 3),
+            end=round((utt.start_step + utt.steps) * self.step_seconds, 3),
             stability=stability,
         )
 
     def _final_hypotheses(self) -> list[Hypothesis]:
         utt = self._utt
-        offset = utt.start_step * STEP_SECONDS
+        offset = utt.start_step * self.step_seconds
         if self.config.mode == Mode.TWO_PASS and utt.frames and self.offline_model is not None:
             frames = torch.cat(utt.frames)
             # The offline model has its own normaliser: undo ours, apply its own.
@@ -346,8 +348,8 @@ class StreamingSession:
         results: list[Result] = []
         if self.endpointer.speech_started:
             hyps = self._final_hypotheses()
-            start = utt.start_step * STEP_SECONDS
-            end = (utt.start_step + utt.steps) * STEP_SECONDS
+            start = utt.start_step * self.step_seconds
+            end = (utt.start_step + utt.steps) * self.step_seconds
             results.append(
                 Result(
                     is_final=True,
