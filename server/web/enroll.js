@@ -65,6 +65,12 @@ window.asrEnroll = (() => {
       option.value = option.textContent = name;
       list.appendChild(option);
     }
+    if (!names.length) {
+      const none = document.createElement("option");
+      none.value = "";
+      none.textContent = "none yet";
+      list.appendChild(none);
+    }
     if (select) list.value = select;
     if (job && (job.state === "running" || job.state === "starting")) follow();
     else if (job) showJob(job);
