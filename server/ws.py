@@ -39,6 +39,7 @@ from asr.server.engine import Engine, RequestError, Stream
 from asr.server.servicer import MAX_RATE, MIN_RATE, session_config
 
 from asr.audio import pcm16_to_float
+from asr.constants import MODES, Mode
 from asr.decoding import Hypothesis
 from asr.streaming import Result, SessionConfig
 from asr.v1 import asr_pb2
@@ -58,6 +59,7 @@ MAX_ALTERNATIVES = 10
 # WebSocket close codes (RFC 6455 section 7.4.1) for the gRPC status of a RequestError.
 CLOSE_CODES = {
     grpc.StatusCode.INVALID_ARGUMENT: WSCloseCode.INVALID_TEXT,  # 1007: data not as the protocol says
+    grpc.StatusCode.NOT_FOUND: WSCloseCode.INVALID_TEXT,  # 1007: the config names an unknown profile
     grpc.StatusCode.FAILED_PRECONDITION: WSCloseCode.POLICY_VIOLATION,  # 1008
     grpc.StatusCode.OUT_OF_RANGE: WSCloseCode.POLICY_VIOLATION,
     grpc.StatusCode.DEADLINE_EXCEEDED: WSCloseCode.POLICY_VIOLATION,
@@ -119,7 +121,7 @@ def vosk_config(
     rc = asr_pb2.RecognitionConfig(
         encoding=asr_pb2.LINEAR16,
         sample_rate_hertz=int(rate if rate is not None else DEFAULT_SAMPLE_RATE),
-        model=config.get("model") or ("two-pass" if offline_available else "stream"),
+        model=config.get("model") or (Mode.TWO_PASS if offline_available else Mode.STREAM),
         max_alternatives=int(alternatives),
         partial_decoder=config.get("partial_decoder", ""),
     )
@@ -341,7 +343,7 @@ class WebServer:
         )
 
     async def _models(self, request: web.Request) -> web.Response:
-        modes = ["stream", "two-pass", "offline"] if self.engine.offline_available else ["stream"]
+        modes = list(MODES) if self.engine.offline_available else [Mode.STREAM]
         return web.json_response({"models": modes})
 
     # ----------------------------------------------------------- WebSocket
@@ -383,7 +385,8 @@ class WebServer:
         """One Vosk session on an open WebSocket; returns once it has ended or closed."""
         engine = self.engine
         idle = engine.limits.idle_timeout_s
-        session, words, alternatives, profile = vosk_config({"config": {}}, engine.offline_available)
+        settings: dict[str, Any] = {}
+        session, words, alternatives, profile = vosk_config({"config": settings}, engine.offline_available)
         reply = _Reply(words, alternatives)
         stream: Stream | None = None
         try:
@@ -418,7 +421,12 @@ class WebServer:
                             raise RequestError(
                                 "config may only come before the audio", grpc.StatusCode.FAILED_PRECONDITION
                             )
-                        session, words, alternatives, profile = vosk_config(command, engine.offline_available)
+                        if not isinstance(command["config"], dict):
+                            raise RequestError(f"config: expected a JSON object, got {command['config']!r}")
+                        settings.update(command["config"])  # as in Vosk, a later config adds to earlier ones
+                        session, words, alternatives, profile = vosk_config(
+                            {"config": settings}, engine.offline_available
+                        )
                         reply = _Reply(words, alternatives)
                         continue
                     if stream is None:
