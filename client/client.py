@@ -31,7 +31,7 @@ import numpy as np
 from asr.client.sources import CHUNK_MS, ArraySource, FileSource, pace, to_pcm16
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from asr.audio import SAMPLE_RATE
+from asr.constants import SAMPLE_RATE, Mode
 from asr.v1 import asr_pb2, asr_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class StreamOptions:
         partial_decoder: "greedy" (fast) or "beam" partials.
     """
 
-    model: str = "stream"
+    model: str = Mode.STREAM
     sample_rate: int = SAMPLE_RATE
     encoding: str = "LINEAR16"
     interim_results: bool = True

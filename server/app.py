@@ -45,6 +45,7 @@ from grpc_reflection.v1alpha import reflection
 from asr.api import Recognizer
 from asr.checkpoint import MODELS_DIR
 from asr.config_flags import option
+from asr.constants import SAMPLE_RATE, Mode
 from asr.decode_pool import PooledDecoder
 from asr.decoding import DecoderOptions
 from asr.fusion import FUSION_FILE
@@ -253,7 +254,8 @@ def build_server(config: ServerConfig, recognizer: Recognizer | None = None) -> 
     )
     recognizer = _serving_recognizer(config, recognizer)
     # Warm up (mel filterbank, decoder, first LSTM calls) so the first stream is not slow.
-    recognizer.transcribe(np.zeros(16000, np.float32), mode="two-pass" if recognizer.offline else "stream")
+    warm_up = np.zeros(SAMPLE_RATE, np.float32)
+    recognizer.transcribe(warm_up, mode=Mode.TWO_PASS if recognizer.offline else Mode.STREAM)
     metrics = Metrics()
     batcher = StreamBatcher(recognizer.streaming.model, config.max_batch, config.max_wait_ms)
     limits = config.limits()
