@@ -35,6 +35,8 @@ from typing import Any
 
 from benchlib import ROOT, add_server_flags, server_flag_args, server_settings
 
+from asr.constants import MODES, Mode
+
 PARTIAL_SLACK_MS = 250.0
 FINAL_LIMIT_MS = 300.0
 
@@ -94,7 +96,7 @@ def main() -> int:
         "--streams", type=int, nargs="+", required=True, help="stream counts to try, in order"
     )
     parser.add_argument("--seconds", type=float, default=45.0, help="seconds per count (default 45)")
-    parser.add_argument("--mode", default="stream", choices=("stream", "two-pass", "offline"))
+    parser.add_argument("--mode", default=Mode.STREAM, choices=MODES)
     parser.add_argument("--chunk-ms", type=float, default=100.0, help="audio per message (default 100)")
     add_server_flags(parser)
     parser.add_argument("--all", action="store_true", help="go on after a failing count")

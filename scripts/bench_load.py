@@ -67,9 +67,9 @@ from benchlib import (
 from benchlib import start_server as start_child
 
 from asr.audio import SAMPLE_RATE, float_to_pcm16, load_audio
+from asr.constants import MODES, Mode
 from asr.manifest import read_manifest
 
-MODES = ("stream", "two-pass", "offline")
 RETRY_AFTER_S = 1.0  # a slot whose stream failed waits this long before the next one
 
 
@@ -517,7 +517,7 @@ def main() -> int:
         "--ramp", type=float, default=2.0, help="seconds over which the slots start (default 2)"
     )
     parser.add_argument(
-        "--mode", choices=MODES, default="stream", help="model of every stream (default stream)"
+        "--mode", choices=MODES, default=Mode.STREAM, help="model of every stream (default stream)"
     )
     parser.add_argument("--chunk-ms", type=float, default=100.0, help="audio per message (default 100)")
     parser.add_argument("--audio", nargs="+", default=[], metavar="FILE", help="utterances to stream "

@@ -52,6 +52,7 @@ from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from asr.audio import SAMPLE_RATE, float_to_pcm16, load_audio
+from asr.constants import MODES, Mode
 from asr.manifest import read_manifest
 from asr.v1 import asr_pb2, asr_pb2_grpc
 
@@ -388,9 +389,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--warmup-seconds", type=float, default=30, help="slots join spread over this; not measured"
     )
     p.add_argument("--out", default="reports", help="folder for soak.json, soak.md and soak-server.log")
-    p.add_argument(
-        "--mode", choices=["stream", "two-pass", "offline"], default="stream", help="model of every stream"
-    )
+    p.add_argument("--mode", choices=MODES, default=Mode.STREAM, help="model of every stream")
     p.add_argument("--clip-seconds", type=float, nargs=2, default=[5.0, 30.0], metavar=("MIN", "MAX"),
                    help="each stream sends a random slice this long (uniform) of the bundled samples")  # fmt: skip
     p.add_argument("--chunk-ms", type=float, default=100, help="audio per message, sent in real time")
