@@ -297,6 +297,8 @@ class KokoroEngine:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # Idle threads sleep instead of spinning: the cores are shared with other work.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = onnxruntime.InferenceSession(
             model_bytes(), sess_options=options, providers=onnx_providers()
         )
