@@ -57,6 +57,7 @@ def _transcribe(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from asr.decoding import DecoderOptions
+    from asr.endpoint import EndpointConfig
 
     p = sub.add_parser(
         "transcribe",
@@ -105,8 +106,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "mode, as live finals use); each doubling costs about twice the search time and gains "
         "about half a point of WER (README, 'Batch transcription')",
     )
-    p.add_argument("--trailing-silence-ms", type=int, default=600, help="silence that ends an utterance")
-    p.add_argument("--max-utterance-ms", type=int, default=20000, help="longest utterance before a cut")
+    p.add_argument(
+        "--trailing-silence-ms",
+        type=int,
+        default=EndpointConfig.trailing_silence_ms,
+        help="silence that ends an utterance",
+    )
+    p.add_argument(
+        "--max-utterance-ms",
+        type=int,
+        default=EndpointConfig.max_utterance_ms,
+        help="longest utterance before a cut",
+    )
     p.add_argument(
         "--threads",
         type=int,
