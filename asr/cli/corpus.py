@@ -128,11 +128,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="NAME=WEIGHT",
         help=(
             "share of training utterances per engine (espeak, mbrola, flite, festival, piper, mbrola-x, "
-            "rhvoice, pico, festival-x); default espeak=0.40 mbrola=0.28 flite=0.20 festival=0.12 (the rest off). "
+            "rhvoice, pico, festival-x, kokoro); default espeak=0.40 mbrola=0.28 flite=0.20 festival=0.12 (the rest off). "
             "E.g. a Piper-only supplement: --engines piper=1 --dev-utts 0 --test-utts 0 --out data/corpus-piper; "
             "mbrola-x: 9 more mbrola databases (recorded people) speaking English; rhvoice: RHVoice's 6 English "
             "voices; pico: SVOX Pico's en-US and en-GB voices; festival-x: festival's rab and don diphone voices; "
-            "all training only"
+            "all training only. kokoro: Kokoro-82M neural voices, one speaker per sampled style, styles held out "
+            "whole for dev and test (ASR_KOKORO_STYLES styles are tried, 120 by default; the ones PocketSphinx "
+            "understands are kept; scores in OUT/kokoro-styles.json)"
         ),
     )
     build.add_argument(
