@@ -4,6 +4,7 @@ Layout of the output folder::
 
     OUT/text/{train,dev,test}.txt    sentences of each split (LM text = train only)
     OUT/voices.json                  the speaker split
+    OUT/kokoro-styles.json           Kokoro styles' intelligibility scores (with --engines kokoro)
     OUT/shards/<split>-<k>.jsonl     one finished shard (the unit of resume)
     OUT/wav/<split>-<k>/<id>.wav     16 kHz mono PCM16
     OUT/{train,dev,test}.jsonl       merged manifests
