@@ -330,7 +330,7 @@ class PooledDecoder:
     def spec(self) -> dict[str, Any]:
         return self.local.spec()
 
-    def with_options(self, **changes: float) -> DecoderProtocol:
+    def with_options(self, **changes: Any) -> DecoderProtocol:
         """The pool itself when nothing changes; else an in-process :class:`Decoder` with the
         new options (the workers keep the decoder they were started with)."""
         if all(getattr(self.options, name) == value for name, value in changes.items()):

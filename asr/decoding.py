@@ -158,7 +158,7 @@ class Decoder:
     def has_lm(self) -> bool:
         return self.lm_path is not None
 
-    def with_options(self, **changes: float) -> Decoder:
+    def with_options(self, **changes: Any) -> Decoder:
         """Same decoder with other settings; alpha/beta are reset in place (no LM reload)."""
         options = replace(self.options, **changes)
         clone = object.__new__(Decoder)
@@ -281,7 +281,7 @@ class DecoderProtocol(Protocol):
         """What :meth:`Decoder.from_spec` needs to build an equal decoder (e.g. in a worker)."""
         ...
 
-    def with_options(self, **changes: float) -> DecoderProtocol:
+    def with_options(self, **changes: Any) -> DecoderProtocol:
         """A decoder with other :class:`DecoderOptions` values."""
         ...
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from asr.cli.common import HelpFormatter, default_lm
 from asr.cli.profiles import add_profile_flags
+
+if TYPE_CHECKING:
+    from asr.checkpoint import LoadedModel
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -141,15 +145,16 @@ def _eval(args: argparse.Namespace) -> int:
         decoder = load_decoder(None if args.no_lm else args.lm)
     from asr.cli.profiles import profile_checkpoint
 
-    model = profile_checkpoint(args, args.model)
+    name = profile_checkpoint(args, args.model)
+    model: str | LoadedModel = name
     if args.int8:
         from dataclasses import replace
 
         from asr.checkpoint import load_model
         from asr.model import quantize_int8
 
-        model = load_model(model)
-        model = replace(model, model=quantize_int8(model.model))
+        loaded = load_model(name)
+        model = replace(loaded, model=quantize_int8(loaded.model))
     result, rows = evaluate_manifest(
         model, args.manifest, limit=args.limit, progress=not args.json, decoder=decoder
     )
