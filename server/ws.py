@@ -59,7 +59,6 @@ MAX_ALTERNATIVES = 10
 # WebSocket close codes (RFC 6455 section 7.4.1) for the gRPC status of a RequestError.
 CLOSE_CODES = {
     grpc.StatusCode.INVALID_ARGUMENT: WSCloseCode.INVALID_TEXT,  # 1007: data not as the protocol says
-    grpc.StatusCode.NOT_FOUND: WSCloseCode.INVALID_TEXT,  # a config naming a profile that does not exist
     grpc.StatusCode.NOT_FOUND: WSCloseCode.INVALID_TEXT,  # 1007: the config names an unknown profile
     grpc.StatusCode.FAILED_PRECONDITION: WSCloseCode.POLICY_VIOLATION,  # 1008
     grpc.StatusCode.OUT_OF_RANGE: WSCloseCode.POLICY_VIOLATION,

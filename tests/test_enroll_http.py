@@ -8,6 +8,7 @@ The adaptation job runs for real, in its low-priority child process, for two ste
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
+import websockets
 from aiohttp import web
 from asr.server.app import RunningServer, ServerConfig, start_in_thread
 from asr.server.enroll_http import AdaptJobs, EnrollmentAPI
@@ -129,6 +131,32 @@ def test_enroll_retake_adapt_and_progress(tmp_path: Path, readings: list[tuple[i
     assert out["listing"]["profiles"] == [{"name": "ann", "recordings": TAKES - 1, "minutes": pytest.approx(
         out["listing"]["profiles"][0]["minutes"]), "adapted": True}]  # fmt: skip
     assert store.is_adapted("ann")
+
+    # Then use it: a Vosk session that names the profile runs on its adapted models.
+    running = start_in_thread(
+        ServerConfig(host="127.0.0.1", port=0, ws_port=0, grace_s=0.5, profiles_dir=str(store.root)),
+        make_tiny_recognizer(tmp_path / "server-models"),
+    )
+    try:
+        assert running.handle is not None
+        address = f"ws://127.0.0.1:{running.handle.ws_port}/"
+
+        async def session() -> tuple[dict[str, Any], int | None]:
+            async with websockets.connect(address) as ws:
+                await ws.send('{"config": {"sample_rate": 16000, "profile": "ann"}}')
+                await ws.send(readings[0][2])
+                assert set(json.loads(await ws.recv())) & {"partial", "text"}  # one reply per chunk
+                await ws.send('{"eof" : 1}')
+                final = json.loads(await ws.recv())
+                await ws.wait_closed()
+                return final, ws.close_code
+
+        final, code = asyncio.run(session())
+        assert code == 1000 and "text" in final
+        assert running.handle.service.engine.profiles is not None
+        assert running.handle.service.engine.profiles.loaded == ["ann"]
+    finally:
+        running.stop()
 
 
 def test_too_few_takes_and_unknown_profiles(tmp_path: Path) -> None:
