@@ -104,6 +104,7 @@ def test_help_shows_each_default_once(argv: list[str], capsys: pytest.CaptureFix
     flat = " ".join(capsys.readouterr().out.split())
     assert "(default: None)" not in flat
     assert "(default: False)" not in flat
+    assert "(default: [])" not in flat
     if argv == ["transcribe"]:
         assert "hotword boost (default 10)" in flat
     if argv == ["serve"]:

@@ -9,11 +9,11 @@ Subparsers = argparse._SubParsersAction  # the type of ``parser.add_subparsers()
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each flag's default once: not for switches, nor where the default is None
-    (such flags say in their help what happens without them)."""
+    """Shows each flag's default once: not for switches, nor where the default is None or
+    empty (such flags say in their help what happens without them)."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or isinstance(
+        if action.default in (None, []) or isinstance(
             action, argparse._StoreTrueAction | argparse._StoreFalseAction
         ):
             return action.help
