@@ -25,13 +25,15 @@ import queue
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from aiohttp import web
 
-from asr.adapt import AdaptConfig, AdaptProgress
 from asr.profiles import ProfileNotFound, ProfileStore, TakeError, enrollment_prompts
+
+if TYPE_CHECKING:  # asr.adapt (training code) loads only when a job starts: serving stays lean
+    from asr.adapt import AdaptConfig, AdaptProgress
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +83,22 @@ def _adapt_worker(root: str, name: str, config: AdaptConfig, events: Any) -> Non
 class AdaptJobs:
     """One adaptation job at a time, in a child process; its state for the page to poll."""
 
-    def __init__(self, store: ProfileStore, config: AdaptConfig = AdaptConfig(threads=1)) -> None:
+    def __init__(self, store: ProfileStore, config: AdaptConfig | None = None) -> None:
+        """``config``: how jobs adapt (default: :class:`asr.adapt.AdaptConfig` with one thread)."""
         self.store = store
-        self.config = config
+        self._config = config
         self._lock = threading.Lock()
         self.job: JobState | None = None
         self._process: multiprocessing.process.BaseProcess | None = None
         self.on_done: list[Any] = []  # callables(profile name) run when a job succeeds
+
+    @property
+    def config(self) -> AdaptConfig:
+        if self._config is None:
+            from asr.adapt import AdaptConfig
+
+            self._config = AdaptConfig(threads=1)
+        return self._config
 
     @property
     def busy(self) -> bool:
