@@ -66,8 +66,9 @@ CLOSE_CODES = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: WSCloseCode.TRY_AGAIN_LATER,  # 1013
     grpc.StatusCode.UNAVAILABLE: WSCloseCode.GOING_AWAY,  # 1001
 }
-MODEL_KEYS = {"model", "profile"}
 ENDPOINT_KEYS = ("trailing_silence_ms", "max_utterance_ms", "initial_silence_timeout_ms")
+VOSK_KEYS = ("sample_rate", "words", "max_alternatives", "phrase_list")
+OUR_KEYS = ("model", "profile", "hotword_boost", "partial_decoder", *ENDPOINT_KEYS)
 
 
 # ----------------------------------------------------------------- the protocol
@@ -135,12 +136,7 @@ def vosk_config(
             if not 0 <= value <= 2**31 - 1:
                 raise RequestError(f"config {key}: expected 0..{2**31 - 1}, got {value:g}")
             setattr(rc.endpointing, key, int(value))
-    ignored = sorted(
-        set(config)
-        - {"sample_rate", "words", "max_alternatives", "phrase_list", "hotword_boost"}
-        - MODEL_KEYS
-        - {"partial_decoder", *ENDPOINT_KEYS}
-    )
+    ignored = sorted(set(config) - {*VOSK_KEYS, *OUR_KEYS})
     if ignored:
         log.debug("websocket config: ignoring keys %s", ignored)
     session = session_config(rc, interim_results=True, offline_available=offline_available)
@@ -228,11 +224,16 @@ class _AccessLogger(AbstractAccessLogger):
 class _VoskSocket(web.WebSocketResponse):
     """Sends ``{"error": ...}`` before aiohttp closes for an oversized message (1009)."""
 
+    def __init__(self, max_bytes: int) -> None:
+        # No permessage-deflate: PCM barely compresses, and inflating it costs server CPU.
+        super().__init__(max_msg_size=max_bytes, compress=False)
+        self.max_bytes = max_bytes
+
     async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True) -> bool:
         if code == WSCloseCode.MESSAGE_TOO_BIG and not self.closed:
             with suppress(Exception):
                 await self.send_str(
-                    json.dumps({"error": f"message larger than the {self._max_msg_size} byte maximum"})
+                    json.dumps({"error": f"message larger than the {self.max_bytes} byte maximum"})
                 )
             message = message or b"message too big"
         return await super().close(code=code, message=message, drain=drain)
@@ -348,7 +349,7 @@ class WebServer:
 
     # ----------------------------------------------------------- WebSocket
     async def _vosk(self, request: web.Request) -> web.WebSocketResponse:
-        ws = _VoskSocket(max_msg_size=self.engine.limits.max_message_bytes, compress=False)
+        ws = _VoskSocket(self.engine.limits.max_message_bytes)
         await ws.prepare(request)
         self._sockets.add(ws)
         if self._idle is not None:
