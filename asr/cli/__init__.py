@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
-    except (ValueError, LookupError, OSError, RuntimeError) as e:  # bad input or setup: one line, not a traceback
+    except (ValueError, LookupError, OSError, RuntimeError) as e:
+        # Bad input or setup: one line, not a traceback.
         if args.verbose:
             raise
         action = getattr(args, f"{args.command}_command", None)
