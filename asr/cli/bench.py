@@ -51,6 +51,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from asr.bench import CHUNKS_MS, HEADLINE_CHUNK_MS, BenchConfig
+
     p = sub.add_parser(
         "bench",
         help="measure the real-time vs full-sequence trade-off (streaming, two-pass, offline, PocketSphinx)",
@@ -67,8 +69,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--quick", action="store_true", help="60 test utterances, 30 for PocketSphinx, 2 chunk sizes"
     )
     p.add_argument("--limit", type=int, default=None, help="cap every set and subset at N utterances")
-    p.add_argument("--out", default="reports", help="output folder")
-    p.add_argument("--test-manifest", default="data/corpus/test.jsonl", help="held-out-voice test split")
+    p.add_argument("--out", default=str(BenchConfig.out), help="output folder")
+    p.add_argument("--test-manifest", default=BenchConfig.test_manifest, help="held-out-voice test split")
     p.add_argument(
         "--smoke-manifest",
         default=None,
@@ -81,17 +83,37 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="held-out SVOX Pico en-GB voice on held-out sentences (default: data/pico-eval, when built)",
     )
     p.add_argument("--no-pico", action="store_true", help="skip the Pico set")
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts for RTF")
     p.add_argument(
-        "--chunks-ms", type=int, nargs="+", default=None, help="chunk sizes to sweep (must include 120)"
+        "--threads",
+        type=int,
+        nargs="+",
+        default=list(BenchConfig.threads),
+        help="torch thread counts for RTF",
     )
-    p.add_argument("--latency-utts", type=int, default=None, help="test utterances for latency (default 100)")
     p.add_argument(
-        "--peer-utts", type=int, default=None, help="test utterances for PocketSphinx (default 100)"
+        "--chunks-ms",
+        type=int,
+        nargs="+",
+        default=None,
+        help=f"chunk sizes to sweep (must include {HEADLINE_CHUNK_MS}; default {' '.join(map(str, CHUNKS_MS))})",
+    )
+    p.add_argument(
+        "--latency-utts",
+        type=int,
+        default=None,
+        help=f"test utterances for latency (default {BenchConfig.latency_utts})",
+    )
+    p.add_argument(
+        "--peer-utts",
+        type=int,
+        default=None,
+        help=f"test utterances for PocketSphinx (default {BenchConfig.peer_utts})",
     )
     p.add_argument("--no-peer", action="store_true", help="skip PocketSphinx")
-    p.add_argument("--streaming-model", default="streaming", help="streaming model name or path")
-    p.add_argument("--offline-model", default="offline", help="offline model name or path")
+    p.add_argument(
+        "--streaming-model", default=BenchConfig.streaming_model, help="streaming model name or path"
+    )
+    p.add_argument("--offline-model", default=BenchConfig.offline_model, help="offline model name or path")
     p.add_argument("--lm", default=default_lm(), help="language model folder")
     p.add_argument("--no-lm", action="store_true", help="beam search without a language model")
     p.add_argument(
