@@ -72,15 +72,15 @@ class AdaptConfig:
         min_takes: fewest usable takes ``adapt`` accepts.
     """
 
-    steps: int = 200
+    steps: int = 120
     lr: float = 3e-4
     warmup_steps: int = 20
     weight_decay: float = 0.0
-    batch_seconds: float = 40.0
+    batch_seconds: float = 24.0
     heldout_share: float = 0.1
     min_heldout: int = 2
     max_heldout: int = 40
-    eval_every: int = 25
+    eval_every: int = 20
     patience: int = 3
     kl_weight: float = 0.0
     train_layers: str = "all"

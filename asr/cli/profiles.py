@@ -186,7 +186,7 @@ def _adapt(args: argparse.Namespace) -> int:
 
 # asr.adapt's AdaptConfig defaults (not imported here: it loads torch; a test pins them equal).
 ADAPT_DEFAULTS = {
-    "steps": 200,
+    "steps": 120,
     "lr": 3e-4,
     "kl_weight": 0.0,
     "train_layers": "all",
