@@ -365,9 +365,8 @@ class WebServer:
             with suppress(Exception):  # the client may be gone already
                 await ws.send_str(json.dumps({"error": str(e)}))
                 await ws.close(code=CLOSE_CODES.get(e.code, WSCloseCode.POLICY_VIOLATION), message=b"error")
-        except (ConnectionError, asyncio.CancelledError):
-            log.debug("websocket client went away")
-            raise
+        except ConnectionError as e:  # the client vanished mid-reply: its stream is released below
+            log.info("websocket client went away: %s", e)
         except Exception:
             log.exception("websocket stream failed")
             self.engine.metrics.error()

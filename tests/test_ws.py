@@ -297,8 +297,9 @@ def test_stream_cap_refuses_with_try_again_later(strict: RunningServer) -> None:
     assert idle(strict)
 
 
-def test_vanished_client_frees_its_stream(server: RunningServer) -> None:
+def test_vanished_client_frees_its_stream(server: RunningServer, caplog: pytest.LogCaptureFixture) -> None:
     assert server.handle is not None
+    caplog.set_level(logging.INFO)
 
     async def run() -> None:
         ws = await websockets.connect(url(server))
@@ -306,9 +307,15 @@ def test_vanished_client_frees_its_stream(server: RunningServer) -> None:
         await ws.recv()
         assert server.handle is not None and server.handle.metrics.active_streams == 1
         ws.transport.abort()  # no close frame, no FIN handshake: the peer is just gone
+        # And one that vanishes while its reply is on the way.
+        ws = await websockets.connect(url(server))
+        await ws.send(float_to_pcm16(noise(0.4)))
+        ws.transport.abort()
 
     asyncio.run(run())
     assert idle(server)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR and not r.name.startswith("websockets")]
+    assert not errors, errors[0].getMessage()
     replies, code = asyncio.run(vosk_session(url(server), float_to_pcm16(noise(0.6))))
     assert code == 1000
 
