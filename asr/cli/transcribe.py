@@ -56,7 +56,7 @@ def _transcribe(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from asr.decoding import DecoderOptions
+    from asr.decoding import OFFLINE_BEAM_WIDTH, DecoderOptions
     from asr.endpoint import EndpointConfig
 
     p = sub.add_parser(
@@ -102,9 +102,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--beam-width",
         type=positive_int,
         default=None,
-        help="beam width of the finals (default: 128 in offline mode, 32 in two-pass and stream "
-        "mode, as live finals use); each doubling costs about twice the search time and gains "
-        "about half a point of WER (README, 'Batch transcription')",
+        help=f"beam width of the finals (default: {OFFLINE_BEAM_WIDTH} in offline mode, "
+        f"{DecoderOptions.beam_width} in two-pass and stream mode, as live finals use); each doubling "
+        "costs about twice the search time and gains about half a point of WER (README, 'Batch transcription')",
     )
     p.add_argument(
         "--trailing-silence-ms",
@@ -130,7 +130,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=int,
         default=1,
         help="offline mode: beam-search worker processes; with more than one, batch k is "
-        "decoded while the model runs on batch k+1 (2 suits a 2-core machine with --threads 1)",
+        "decoded while the model runs on batch k+1 (2 suits a 2-core machine)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_transcribe)
