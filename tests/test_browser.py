@@ -5,7 +5,7 @@ voice, on a sentence written for this test, so in no training or LM text) into
 getUserMedia; the page resamples it to 16 kHz in its AudioWorklet and streams it
 over the Vosk WebSocket protocol to a server running the shipped models. The test
 reads the transcript off the page. The file picker path (decodeAudioData, rendered
-at 16 kHz) transcribes the same file.
+at 16 kHz) transcribes the same file, and the enrollment panel keeps a take of it.
 
 Tolerance: the page's words are compared with the spoken sentence at a WER of at
 most 25%. With the shipped two-pass models, ten such flite-rms sentences (91 words)
@@ -72,10 +72,13 @@ def sentence_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[RunningServer]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     if not (MODELS_DIR / "streaming" / "model.pt").exists():
         pytest.skip("needs the shipped models in models/")
-    running = start_in_thread(ServerConfig(host="127.0.0.1", port=0, ws_port=0, grace_s=1.0))
+    profiles = tmp_path_factory.mktemp("profiles")
+    running = start_in_thread(
+        ServerConfig(host="127.0.0.1", port=0, ws_port=0, grace_s=1.0, profiles_dir=str(profiles))
+    )
     yield running
     running.stop()
 
@@ -165,3 +168,26 @@ def test_file_picker_transcribes_a_file(
     heard = " ".join(w for line in lines for w in line)
     assert wer(SENTENCE, heard) <= MAX_WER, heard
     check_shading(browser)
+
+
+def test_enrollment_records_a_take_and_offers_a_retake(server: RunningServer, browser: WebDriver) -> None:
+    """The enrollment panel: create a profile, read the prompt into the microphone, keep the take."""
+    browser.get(page_url(server))
+    wait(browser, "!document.getElementById('enroll').hidden && document.getElementById('enroll-new')", 20)
+    browser.find_element(By.ID, "enroll-new").send_keys("browser-test")
+    browser.find_element(By.ID, "enroll-create").click()
+    prompt = wait(browser, "document.getElementById('enroll-prompt').textContent", 20)
+    assert isinstance(prompt, str) and len(prompt.split()) >= 3
+    browser.find_element(By.ID, "enroll-record").click()
+    wait(browser, "document.getElementById('enroll-record').textContent === 'Stop'", 20)
+    time.sleep(4.5)  # the fake microphone reads its sentence (the take checks look at level and length)
+    browser.find_element(By.ID, "enroll-record").click()
+    said = wait(browser, "document.getElementById('enroll-status').textContent.startsWith('Kept') "
+                "&& document.getElementById('enroll-status').textContent", 20)  # fmt: skip
+    assert "Re-take" in str(said)
+    assert wait(browser, "document.getElementById('enroll-count').textContent.startsWith('1 takes')", 10)
+    assert browser.find_element(By.ID, "enroll-retake").is_enabled()
+    assert browser.find_element(By.ID, "enroll-adapt").get_attribute("disabled")  # 5 takes before adapting
+    browser.find_element(By.ID, "enroll-retake").click()  # drops the take and records again
+    assert wait(browser, "document.getElementById('enroll-count').textContent.startsWith('0 takes')", 10)
+    assert wait(browser, "document.getElementById('enroll-record').textContent === 'Stop'", 10)
