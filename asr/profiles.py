@@ -63,7 +63,7 @@ KINDS = ("streaming", "offline")
 FRAME_SECONDS = 0.02
 MIN_SECONDS = 0.5
 MAX_SECONDS = 60.0
-QUIET_DBFS = -40.0  # the loudest 5% of frames must reach this
+QUIET_DBFS = -40.0  # the loudest 1% of frames must reach this
 SPEECH_ABOVE_FLOOR_DB = 15.0  # a frame is speech when this far above the quietest frames
 STEADY_RANGE_DB = 6.0  # speech rises and falls more than this between syllables
 MIN_SPEECH_SHARE = 0.2  # at least this share of a take must be speech
@@ -127,8 +127,8 @@ class TakeStats:
     """Measurements of one take (16 kHz mono)."""
 
     seconds: float
-    peak_dbfs: float  # level of the loudest 5% of frames
-    range_db: float  # from the quietest 10% of frames to the loudest 5%
+    peak_dbfs: float  # level of the loudest 1% of frames
+    range_db: float  # from the quietest 10% of frames to the loudest 1%
     speech_share: float  # share of frames that are speech
     speech_seconds: float  # first to last speech frame
     clipped_share: float
@@ -159,7 +159,7 @@ def measure_take(audio16: np.ndarray) -> TakeStats:
     x = audio16[: frames * n].reshape(frames, n).astype(np.float64)  # (F, n)
     rms = np.sqrt(np.mean(x**2, axis=1))
     db = 20 * np.log10(np.maximum(rms, 1e-6))  # (F,)
-    peak = float(np.percentile(db, 95))
+    peak = float(np.percentile(db, 99))
     floor = float(np.percentile(db, 10))
     # Speech: well above the quietest frames, or near the peak when the take has no pauses.
     threshold = max(min(floor + SPEECH_ABOVE_FLOOR_DB, peak - 10.0), peak - 40.0, -60.0)
