@@ -79,6 +79,7 @@ def _options(args: argparse.Namespace) -> StreamOptions:
         max_utterance_ms=args.max_utterance_ms,
         single_utterance=args.single_utterance,
         partial_decoder=args.partial_decoder,
+        profile=args.profile or "",
     )
 
 
@@ -219,6 +220,12 @@ def add_stream_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="longest utterance before a cut (default: the server's)",
     )
     p.add_argument("--single-utterance", action="store_true", help="end the stream after the first final")
+    p.add_argument(
+        "--profile",
+        default=None,
+        metavar="NAME",
+        help="recognise with speaker profile NAME's adapted models (the server's --profiles-dir)",
+    )
     p.add_argument(
         "--mic-rate", type=int, default=16000, help="microphone sample rate in Hz (default: %(default)s)"
     )

@@ -82,6 +82,7 @@ class StreamOptions:
         initial_silence_timeout_ms: end the stream if nobody speaks by then (0: never).
         single_utterance: end the stream after the first final.
         partial_decoder: "greedy" (fast) or "beam" partials.
+        profile: a speaker profile's adapted models on the server ("": the base models).
     """
 
     model: str = Mode.STREAM
@@ -98,6 +99,7 @@ class StreamOptions:
     initial_silence_timeout_ms: int = 0
     single_utterance: bool = False
     partial_decoder: str = "greedy"
+    profile: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.hotwords, str):
@@ -130,6 +132,7 @@ class StreamOptions:
                 initial_silence_timeout_ms=self.initial_silence_timeout_ms,
             ),
             partial_decoder=self.partial_decoder,
+            profile=self.profile,
         )
         if self.hotwords:
             config.speech_contexts.add(phrases=self.hotwords, boost=self.hotword_boost)

@@ -341,3 +341,46 @@ def test_least_recently_used_idle_profile_is_evicted(tmp_path: Path) -> None:
         assert cache.loaded == ["a1", "a3"] and cache.evictions == 1 and cache.loads == 3
     finally:
         server.stop()
+
+
+def test_stream_command_sends_the_profile(
+    profile_server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from asr.audio import write_wav
+    from asr.cli import main
+
+    path = tmp_path / "a.wav"
+    write_wav(path, noise(2, seed=4))
+    target = f"127.0.0.1:{profile_server.port}"
+    assert main(["stream", str(path), "--server", target, "--fast", "--no-interim", "--profile", "ben"]) == 0
+    capsys.readouterr()
+    assert (
+        main(["stream", str(path), "--server", target, "--fast", "--no-interim", "--profile", "nobody"]) != 0
+    )
+    assert "nobody" in capsys.readouterr().err
+
+
+def test_transcribe_command_uses_the_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from asr.audio import write_wav
+    from asr.cli import main
+
+    store = ProfileStore(tmp_path / "profiles")
+    fake_adapted_profile(store, "anna", seed=5, blank_share=0.4)
+    path = tmp_path / "a.wav"
+    write_wav(path, noise(2, seed=4))
+    common = [
+        "transcribe",
+        str(path),
+        "--profiles-dir",
+        str(store.root),
+        "--no-lm",
+        "--quiet",
+        "--format",
+        "json",
+    ]
+    assert main([*common, "--profile", "anna"]) == 0
+    assert '"text"' in capsys.readouterr().out
+    assert main([*common, "--profile", "nobody"]) == 1
+    assert "profile 'nobody' not found" in capsys.readouterr().err
+    assert main([*common, "--profile", "../anna"]) == 1
+    assert "profile name" in capsys.readouterr().err

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from asr.cli.common import HelpFormatter, default_lm, positive_int, set_threads
+from asr.cli.profiles import add_profile_flags
 from asr.constants import Mode
 
 
@@ -23,6 +24,8 @@ def _transcribe(args: argparse.Namespace) -> int:
         lm=None if args.no_lm else args.lm,
         fusion=None if args.no_fusion else FUSION_FILE,
         offline_beam_width=args.beam_width or OFFLINE_BEAM_WIDTH,
+        profile=args.profile,
+        profiles_dir=args.profiles_dir,
     )
     if args.beam_width and args.mode != "offline":
         recognizer.decoder = recognizer.decoder.with_options(beam_width=args.beam_width)
@@ -82,6 +85,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--output-dir", help="write DIR/<name>.<format> per file instead of stdout")
     p.add_argument("--streaming-model", default="streaming", help="streaming model name or path")
     p.add_argument("--offline-model", default="offline", help="offline model name or path")
+    add_profile_flags(p, "--streaming-model and --offline-model")
     p.add_argument("--lm", default=default_lm(), help="language model folder")
     p.add_argument("--no-lm", action="store_true", help="beam search without a language model")
     p.add_argument(
