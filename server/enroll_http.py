@@ -100,11 +100,6 @@ class AdaptJobs:
             self._config = AdaptConfig(threads=1)
         return self._config
 
-    @property
-    def busy(self) -> bool:
-        with self._lock:
-            return self.job is not None and self.job.state in ("starting", "running")
-
     def start(self, name: str) -> JobState:
         """Start adapting ``name`` (RuntimeError when a job runs; ValueError for too few takes)."""
         takes = len(self.store.recordings(name))  # ProfileNotFound for an unknown profile
