@@ -504,7 +504,7 @@ def format_report(report: AdaptReport) -> str:
     lines = [
         f"profile {report.profile}: {report.train_takes} takes ({report.train_minutes:.1f} min) trained on, "
         f"{report.heldout_takes} held out; {report.seconds:.0f} s",
-        f"{'model':<10} {'steps':>5}  {'CER before':>10} {'after':>6}  {'WER before':>10} {'after':>6}"
+        f"{'model':<10} {'kept/run':>9}  {'CER before':>10} {'after':>6}  {'WER before':>10} {'after':>6}"
         f"  {'WER+LM before':>13} {'after':>6}",
     ]
     for m in report.models:
@@ -514,7 +514,7 @@ def format_report(report: AdaptReport) -> str:
             return "-" if v is None else f"{100 * v:.1f}%"
 
         lines.append(
-            f"{m.kind:<10} {m.best_step:>5}  {pct(b.cer):>10} {pct(a.cer):>6}  {pct(b.wer):>10} {pct(a.wer):>6}"
+            f"{m.kind:<10} {f'{m.best_step}/{m.steps}':>9}  {pct(b.cer):>10} {pct(a.cer):>6}  {pct(b.wer):>10} {pct(a.wer):>6}"
             f"  {pct(b.wer_lm):>13} {pct(a.wer_lm):>6}"
         )
     if report.skipped:

@@ -178,6 +178,11 @@ def test_api_load_with_unknown_or_unadapted_profiles(tmp_path: Path) -> None:
     rec = Recognizer.load(profile="anna", profiles_dir=tmp_path, lm=None)
     assert rec.streaming.path == store.model_path("anna", "streaming")
     assert rec.fusion is None  # the shipped fusion was tuned for other checkpoints
+    import asr
+
+    assert asr.load(profile="anna", profiles_dir=tmp_path, lm=None).offline.path == store.model_path(
+        "anna", "offline"
+    )
 
 
 # ------------------------------------------------------------------ server
