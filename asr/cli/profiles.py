@@ -61,13 +61,21 @@ def profile_checkpoint(args: argparse.Namespace, model: str) -> str:
 
 
 # ------------------------------------------------------------------ enroll
+def _ask(question: str) -> str:
+    """A line from the terminal, lower-cased; "q" at end of input."""
+    try:
+        return input(question).strip().lower()
+    except EOFError:
+        return "q"
+
+
 class _ConsoleUI:
     """Prompts on the terminal; Enter starts and stops each take."""
 
     def show_prompt(self, number: int, total: int, minutes: float, target: float, text: str) -> bool:
         print(f"\n[{number} of about {total}]  {minutes:.1f} of {target:g} minutes recorded")
         print(f"\n    {text}\n")
-        answer = input("Enter: start recording (q: stop for now) ").strip().lower()
+        answer = _ask("Enter: start recording (q: stop for now) ")
         if answer == "q":
             return False
         print("recording... read the sentence, then press Enter")
@@ -75,7 +83,7 @@ class _ConsoleUI:
 
     def refused(self, problems: list[str]) -> str:
         print("take refused: " + "; ".join(problems))
-        answer = input("r: re-take (default), s: skip this prompt, q: stop for now ").strip().lower()
+        answer = _ask("r: re-take (default), s: skip this prompt, q: stop for now ")
         return {"s": "skip", "q": "quit"}.get(answer[:1], "retake")
 
     def kept(self, entry: dict[str, Any]) -> None:
@@ -97,10 +105,12 @@ def _enroll(args: argparse.Namespace) -> int:
             f"{len(report.failed)} failed; {total:.1f} min in all ({store.path(name)})"
         )
         return 0 if report.added else 1
+    if not sys.stdin.isatty():
+        raise ValueError("--mic needs an interactive terminal: Enter starts and stops each take")
     warning = check_minutes(args.minutes)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
-    recorder = MicRecorder(wait_for_stop=input, device=args.device)
+    recorder = MicRecorder(wait_for_stop=lambda: _ask(""), device=args.device)
     done = store.minutes(name) if store.exists(name) else 0.0
     if done:
         print(f"profile {name}: resuming at {done:.1f} minutes")
