@@ -57,6 +57,11 @@ def slug(voice_id: str) -> str:
     return voice_id.replace(":", "-")
 
 
+def tag(args: argparse.Namespace) -> str:
+    """The cell-name suffix of settings other than asr adapt's defaults."""
+    return f"-kl{args.kl_weight:g}" if args.kl_weight else ""
+
+
 def test_sentences(out: Path, n: int, seed: int = 7) -> list[str]:
     """``n`` test-split sentences (cached in OUT/test-sentences.txt)."""
     path = out / "test-sentences.txt"
@@ -160,7 +165,7 @@ def run_cell(voice_id: str, minutes: float, args: argparse.Namespace, base: Reco
     prompts = {t for _, t in takes}
     assert not prompts & set(sentences), "enrollment and test sentences must be disjoint"
     store = ProfileStore(out / "profiles")
-    name = f"{slug(voice_id)}-{minutes:g}m".replace(".", "_")
+    name = f"{slug(voice_id)}-{minutes:g}m{tag(args)}".replace(".", "_")
     if store.exists(name):
         store.delete(name)
     refused = 0
@@ -180,6 +185,8 @@ def run_cell(voice_id: str, minutes: float, args: argparse.Namespace, base: Reco
         changes["steps"] = args.steps
     if args.time_budget:
         changes["time_budget_s"] = args.time_budget
+    if args.kl_weight:
+        changes["kl_weight"] = args.kl_weight
     cpu_started = time.process_time()
     report = adapt_profile(store, name, AdaptConfig(**changes))
     adapt_seconds = time.perf_counter() - started
@@ -202,6 +209,7 @@ def run_cell(voice_id: str, minutes: float, args: argparse.Namespace, base: Reco
         }
     return {
         "voice": voice_id,
+        "kl_weight": args.kl_weight,
         "minutes_asked": minutes,
         "minutes_enrolled": round(enrolled, 2),
         "takes": len(takes),
@@ -220,7 +228,7 @@ def run_cell(voice_id: str, minutes: float, args: argparse.Namespace, base: Reco
 def render(out: Path, report: Path) -> None:
     """reports/adaptation.{json,md,png} from every finished cell."""
     cells = [json.loads(p.read_text()) for p in sorted((out / "cells").glob("*.json"))]
-    cells.sort(key=lambda c: (list(VOICES).index(c["voice"]), c["minutes_asked"]))
+    cells.sort(key=lambda c: (list(VOICES).index(c["voice"]), c["minutes_asked"], c.get("kl_weight", 0.0)))
     meta = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared with other jobs: see load_average)",
         "test_set": "corpus test-split sentences, each voice speaking the same ones",
@@ -242,13 +250,19 @@ def render(out: Path, report: Path) -> None:
     ]
     for c in cells:
         steps = "/".join(str(m["steps"]) for m in c["adapt_report"]["models"])
-        row = [c["voice"], f"{c['minutes_enrolled']:.1f}", str(c["test_utterances"])]
+        voice = c["voice"] + (f" (KL weight {c['kl_weight']:g})" if c.get("kl_weight") else "")
+        row = [voice, f"{c['minutes_enrolled']:.1f}", str(c["test_utterances"])]
         for mode in MODES:
             b, a = c["before"][mode]["wer"], c["after"][mode]["wer"]
             row.append(f"{100 * b:.1f}% → **{100 * a:.1f}%** ({a / b:.2f}x)" if b else f"{100 * a:.1f}%")
         row.append(f"{c['adapt_seconds']:.0f} / {c.get('adapt_cpu_seconds', 0):.0f} ({steps})")
         row.append(f"{c['load_average'][0]:.1f}")
         lines.append("| " + " | ".join(row) + " |")
+    for c in cells:  # the other voice's shipped-model figures, when measured after this cell
+        x = c.get("cross_voice")
+        base_file = out / "base" / f"{slug(x['voice'])}-{c['test_utterances']}.json" if x else None
+        if x and not x["before"] and base_file is not None and base_file.exists():
+            x["before"] = json.loads(base_file.read_text())["offline"]
     cross = [c for c in cells if c.get("cross_voice") and c["cross_voice"]["before"]]
     if cross:
         lines += [
@@ -260,8 +274,9 @@ def render(out: Path, report: Path) -> None:
         ]
         for c in cross:
             x = c["cross_voice"]
+            kl = f", KL weight {c['kl_weight']:g}" if c.get("kl_weight") else ""
             lines.append(
-                f"| {c['voice']} ({c['minutes_enrolled']:.1f} min) | {x['voice']} | "
+                f"| {c['voice']} ({c['minutes_enrolled']:.1f} min{kl}) | {x['voice']} | "
                 f"{100 * x['before']['wer']:.1f}% | {100 * x['after']['wer']:.1f}% |"
             )
     report.with_suffix(".md").write_text("\n".join(lines) + "\n")
@@ -276,7 +291,7 @@ def render(out: Path, report: Path) -> None:
     fig, axes = plt.subplots(1, len(MODES), figsize=(4.2 * len(MODES), 3.6), sharey=True)
     for ax, mode in zip(axes, MODES, strict=True):
         for voice_id in VOICES:
-            mine = [c for c in cells if c["voice"] == voice_id]
+            mine = [c for c in cells if c["voice"] == voice_id and not c.get("kl_weight")]
             if not mine:
                 continue
             xs = [0.0] + [c["minutes_enrolled"] for c in mine]
@@ -305,6 +320,9 @@ def main() -> int:
         help="seconds of training per model (0: asr adapt's default); a busy machine does fewer steps "
         "in the default budget, so a run that measures accuracy can raise it and report the time",
     )
+    p.add_argument(
+        "--kl-weight", type=float, default=0.0, help="asr adapt --kl-weight (cells are kept apart by it)"
+    )
     p.add_argument("--out", default="data/bench-adapt")
     p.add_argument("--report", default="reports/adaptation", help="report path stem")
     p.add_argument("--render-only", action="store_true", help="only render the report from finished cells")
@@ -316,7 +334,7 @@ def main() -> int:
         base = Recognizer.load()
         for minutes in args.minutes:
             for voice_id in args.voices:
-                cell = out / "cells" / f"{slug(voice_id)}-{minutes:g}m.json"
+                cell = out / "cells" / f"{slug(voice_id)}-{minutes:g}m{tag(args)}.json"
                 if cell.exists():
                     continue
                 result = run_cell(voice_id, minutes, args, base)
