@@ -61,7 +61,7 @@ KINDS = ("streaming", "offline")
 
 # Take checks (levels in dBFS of 20 ms frames).
 FRAME_SECONDS = 0.02
-MIN_SECONDS = 0.5
+MIN_SECONDS = 0.3
 MAX_SECONDS = 60.0
 QUIET_DBFS = -40.0  # the loudest 1% of frames must reach this
 SPEECH_ABOVE_FLOOR_DB = 15.0  # a frame is speech when this far above the quietest frames
