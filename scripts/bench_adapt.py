@@ -59,7 +59,7 @@ def slug(voice_id: str) -> str:
 
 def tag(args: argparse.Namespace) -> str:
     """The cell-name suffix of settings other than asr adapt's defaults."""
-    return f"-kl{args.kl_weight:g}" if args.kl_weight else ""
+    return (f"-s{args.steps}" if args.steps else "") + (f"-kl{args.kl_weight:g}" if args.kl_weight else "")
 
 
 def test_sentences(out: Path, n: int, seed: int = 7) -> list[str]:
@@ -210,6 +210,7 @@ def run_cell(voice_id: str, minutes: float, args: argparse.Namespace, base: Reco
     return {
         "voice": voice_id,
         "kl_weight": args.kl_weight,
+        "steps_asked": args.steps or None,
         "minutes_asked": minutes,
         "minutes_enrolled": round(enrolled, 2),
         "takes": len(takes),
@@ -228,7 +229,14 @@ def run_cell(voice_id: str, minutes: float, args: argparse.Namespace, base: Reco
 def render(out: Path, report: Path) -> None:
     """reports/adaptation.{json,md,png} from every finished cell."""
     cells = [json.loads(p.read_text()) for p in sorted((out / "cells").glob("*.json"))]
-    cells.sort(key=lambda c: (list(VOICES).index(c["voice"]), c["minutes_asked"], c.get("kl_weight", 0.0)))
+    cells.sort(
+        key=lambda c: (
+            list(VOICES).index(c["voice"]),
+            c["minutes_asked"],
+            c.get("steps_asked") or 0,
+            c.get("kl_weight", 0.0),
+        )
+    )
     meta = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared with other jobs: see load_average)",
         "test_set": "corpus test-split sentences, each voice speaking the same ones",
@@ -250,7 +258,11 @@ def render(out: Path, report: Path) -> None:
     ]
     for c in cells:
         steps = "/".join(str(m["steps"]) for m in c["adapt_report"]["models"])
-        voice = c["voice"] + (f" (KL weight {c['kl_weight']:g})" if c.get("kl_weight") else "")
+        voice = c["voice"] + "".join(
+            f" ({label} {c[key]:g})"
+            for key, label in (("steps_asked", "steps"), ("kl_weight", "KL weight"))
+            if c.get(key)
+        )
         row = [voice, f"{c['minutes_enrolled']:.1f}", str(c["test_utterances"])]
         for mode in MODES:
             b, a = c["before"][mode]["wer"], c["after"][mode]["wer"]
@@ -274,7 +286,11 @@ def render(out: Path, report: Path) -> None:
         ]
         for c in cross:
             x = c["cross_voice"]
-            kl = f", KL weight {c['kl_weight']:g}" if c.get("kl_weight") else ""
+            kl = "".join(
+                f", {label} {c[key]:g}"
+                for key, label in (("steps_asked", "steps"), ("kl_weight", "KL weight"))
+                if c.get(key)
+            )
             lines.append(
                 f"| {c['voice']} ({c['minutes_enrolled']:.1f} min{kl}) | {x['voice']} | "
                 f"{100 * x['before']['wer']:.1f}% | {100 * x['after']['wer']:.1f}% |"
@@ -291,7 +307,11 @@ def render(out: Path, report: Path) -> None:
     fig, axes = plt.subplots(1, len(MODES), figsize=(4.2 * len(MODES), 3.6), sharey=True)
     for ax, mode in zip(axes, MODES, strict=True):
         for voice_id in VOICES:
-            mine = [c for c in cells if c["voice"] == voice_id and not c.get("kl_weight")]
+            mine = [
+                c
+                for c in cells
+                if c["voice"] == voice_id and not (c.get("kl_weight") or c.get("steps_asked"))
+            ]
             if not mine:
                 continue
             xs = [0.0] + [c["minutes_enrolled"] for c in mine]
