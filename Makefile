@@ -69,9 +69,10 @@ fuzz: setup
 soak: setup
 	$(BIN)/python scripts/soak.py --streams 200 --seconds 600 --chunk-ms 200
 
-lint:
+lint: $(VENV)/.installed
 	$(BIN)/ruff check asr server client tests
-	$(BIN)/ruff format --check asr server client tests
+	$(BIN)/ruff format --check asr server client
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -44,6 +44,7 @@ from asr.features import log_mel
 from asr.fusion import FUSION_FILE, file_sha256
 from asr.inference import batch_log_probs
 from asr.metrics import error_rates
+from asr.model import CTCModel
 from asr.profiles import KINDS, ProfileStore
 from asr.text import greedy_decode
 
@@ -282,7 +283,7 @@ def _adapt_one(
     decoder: Decoder | None,
     clock: _Clock,
     progress: Callable[[AdaptProgress], None] | None,
-) -> tuple[LoadedModel, nn.Module, ModelReport]:
+) -> tuple[LoadedModel, CTCModel, ModelReport]:
     base = checkpoint.load_model(config.base(kind))
     feats = _features(takes, base)
     vocab = base.vocab

@@ -220,8 +220,8 @@ class Recognizer:
                 audio16 = resample(first, rate, SAMPLE_RATE) if rate != SAMPLE_RATE else first
                 if self._direct is None:
                     self._direct = self.offline_batch(jobs=1)
-                results = self._direct.transcribe([audio16], replace(base, sample_rate=SAMPLE_RATE))[0]
-                return Transcript(results=tuple(results), duration=len(first) / rate)
+                direct = self._direct.transcribe([audio16], replace(base, sample_rate=SAMPLE_RATE))[0]
+                return Transcript(results=tuple(direct), duration=len(first) / rate)
             blocks = itertools.chain([first], [rest] if rest is not None else [], blocks)
         session = self.stream(replace(base, mode=mode, sample_rate=rate, interim_results=False))
         results: list[Result] = []

@@ -33,6 +33,7 @@ import numpy as np
 from pyctcdecode.constants import MIN_TOKEN_CLIP_P
 from pyctcdecode.decoder import (
     NULL_FRAMES,
+    Beam,
     BeamSearchDecoderCTC,
     _log_softmax,
     _merge_beams,
@@ -157,7 +158,8 @@ class IncrementalBeamSearch:
         """
         if len(log_probs) == 0:
             return
-        lp = np.clip(_log_softmax(np.asarray(log_probs, dtype=np.float32), axis=1), _LOG_CLIP, 0)
+        # pyctcdecode types it for np.floating[NBitBase] only, which no concrete float array is.
+        lp = np.clip(_log_softmax(np.asarray(log_probs, dtype=np.float32), axis=1), _LOG_CLIP, 0)  # type: ignore[type-var]
         if index is None:
             index = np.arange(self.frames_searched, self.frames_searched + len(lp))
         above = lp >= self.token_min_logp  # (n, V)
@@ -277,7 +279,7 @@ class IncrementalBeamSearch:
 
         The search itself is unchanged, so it can go on (a partial result) or end here.
         """
-        closing = []
+        closing: list[Beam] = []
         for text, word_part, _, frame_list, frames, score, _, _ in self._beams:
             word_times = frame_list if word_part == "" else frame_list + [frames]
             closing.append((text, word_part, "", None, word_times, NULL_FRAMES, score))

@@ -312,8 +312,8 @@ def plot_frontier(report: dict[str, Any], path: Path) -> str:
         return None if lat is None or s is None else (1000 * lat["mean"], 100 * s["wer"])
 
     for kind, lat_key, style in (("partial", "partial_lag_s", "o-"), ("final", "final_word_latency_s", "s-")):
-        pts = [(s["chunk_ms"], point(s[lat_key], s[kind])) for s in report["sweep"]]
-        pts = [(c, p) for c, p in pts if p is not None]
+        measured = [(s["chunk_ms"], point(s[lat_key], s[kind])) for s in report["sweep"]]
+        pts = [(c, p) for c, p in measured if p is not None]
         if pts:
             label = "streaming partials (best path)" if kind == "partial" else "streaming finals (LM)"
             ax.plot([p[0] for _, p in pts], [p[1] for _, p in pts], style, label=label)
@@ -322,9 +322,9 @@ def plot_frontier(report: dict[str, Any], path: Path) -> str:
                 ax.annotate(f"{c} ms", p, textcoords="offset points", xytext=offset, fontsize=8)
     for mode, marker in (("two-pass", "^"), ("offline", "D")):
         m = report["modes"][mode]
-        p = point(m["latency"]["final_word_latency_s"], m["latency_subset"]["final"])
-        if p is not None:
-            ax.plot(*p, marker, markersize=9, label=f"{mode} finals (LM)")
+        finals = point(m["latency"]["final_word_latency_s"], m["latency_subset"]["final"])
+        if finals is not None:
+            ax.plot(*finals, marker, markersize=9, label=f"{mode} finals (LM)")
     ax.set_xlabel("mean word latency (ms): word end in the audio -> word first shown")
     ax.set_ylabel("WER (%) on the latency subset")
     ax.set_title(f"Trade-off frontier ({report['sets']['latency']['what']})")

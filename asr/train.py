@@ -23,7 +23,7 @@ import platform
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -400,6 +400,7 @@ class Trainer:
         the same batches.
         """
         mine = [batches[p * self.world + self.rank] for p in range(self.position, steps_per_epoch)]
+        args: tuple[Any, ...]
         if self.config.augment_on_device:  # the loader pads raw features; see _to_device
             args = (self.train_data, identity, self.vocab, None, None, None)
         else:
@@ -579,7 +580,9 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 class _SeededBatches(torch.utils.data.Dataset[Batch]):
     """Batch ``k`` collated with its own seeded generator (for loader worker processes)."""
 
-    def __init__(self, batches: list[list[int]], seeds: list[tuple[int, ...]], args: tuple[Any, ...]) -> None:
+    def __init__(
+        self, batches: list[list[int]], seeds: Sequence[tuple[int, ...]], args: tuple[Any, ...]
+    ) -> None:
         self.batches, self.seeds, self.args = batches, seeds, args
 
     def __len__(self) -> int:

@@ -137,6 +137,7 @@ def _widen_zero(model: CTCModel, hidden: int, seed: int) -> CTCModel:
                 else:
                     new.copy_(old)
                 continue
+            assert match is not None  # head.* parameters went on above
             kind, layer = match.group(1), int(match.group(2))
             if kind.startswith("bias"):
                 new[rows] = old  # the new units keep their init (forget-gate bias included)

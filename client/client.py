@@ -455,14 +455,17 @@ class RecognizerClient:
             timeout: deadline of the whole stream in seconds.
         """
         config = config or StreamOptions()
+        chunks: Iterable[bytes]
         if isinstance(source, str | os.PathLike):
-            source = FileSource(source, chunk_ms)
+            chunks = FileSource(source, chunk_ms)
         elif isinstance(source, np.ndarray):
-            source = ArraySource(source, config.sample_rate, chunk_ms)
-        rate = getattr(source, "sample_rate", None)
+            chunks = ArraySource(source, config.sample_rate, chunk_ms)
+        else:
+            chunks = source
+        rate = getattr(chunks, "sample_rate", None)
         if rate is not None:
             config = replace(config, sample_rate=rate, encoding="LINEAR16")
-        return StreamCall(self._stub, config, source, realtime, self._metadata, timeout)
+        return StreamCall(self._stub, config, chunks, realtime, self._metadata, timeout)
 
     def recognize(
         self, audio: np.ndarray | bytes | str | os.PathLike[str], config: StreamOptions | None = None

@@ -66,7 +66,7 @@ class ProfileCache:
         self.make_batcher = make_batcher
         self.int8 = int8
         self._loaded: OrderedDict[str, LoadedProfile] = OrderedDict()  # least recently used first
-        self._loading: dict[str, asyncio.Future[LoadedProfile]] = {}
+        self._loading: dict[str, asyncio.Task[None]] = {}
         self._retired: list[StreamBatcher] = []  # batchers of evicted profiles, stopped at stop()
         self.loads = 0
         self.evictions = 0

@@ -350,10 +350,12 @@ def build_corpus(config: CorpusConfig, progress: bool = True) -> dict[str, Any]:
             mean_shard_s = (
                 train_s / n_train_done if n_train_done else AVG_UTTERANCE_SECONDS * config.shard_size
             )
-            wanted = {"train": n_train_done + math.ceil(max(0.0, target_s - train_s) / mean_shard_s)}
-            wanted.update(held_out_shards)
+            shards: dict[str, int] = {
+                "train": n_train_done + math.ceil(max(0.0, target_s - train_s) / mean_shard_s)
+            }
+            shards.update(held_out_shards)
             todo = [
-                (split, k) for split, n in wanted.items() for k in range(n) if f"{split}-{k:05d}" not in done
+                (split, k) for split, n in shards.items() for k in range(n) if f"{split}-{k:05d}" not in done
             ]
             if not todo:
                 break

@@ -19,7 +19,7 @@ import heapq
 import json
 import logging
 import math
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -61,7 +61,9 @@ def select_sentences(
     with a fixed cost per utterance so that 3-word sentences are not always preferred).
     """
     weight = weights or {}
-    counts = Counter({w: float(c) for w, c in heard.items() if w in targets})
+    counts: defaultdict[str, float] = defaultdict(
+        float, {w: float(c) for w, c in heard.items() if w in targets}
+    )
     skip = set(exclude)
 
     def score(sentence: str) -> float:

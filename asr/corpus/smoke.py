@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -72,7 +73,7 @@ def build_smoke_set(out: str | Path) -> Path:
     """Write the smoke set's wav files and ``manifest.jsonl`` under ``out``."""
     out = Path(out)
     (out / "wav").mkdir(parents=True, exist_ok=True)
-    entries = []
+    entries: list[dict[str, Any]] = []
     for utt_id, text, audio in smoke_sources():
         rel = Path("wav") / f"{utt_id}.wav"
         write_wav(out / rel, audio)
