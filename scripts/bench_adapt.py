@@ -51,6 +51,7 @@ VOICES = {
     "pico:en-GB": Voice("pico", "en-GB", "pico-kh0"),
 }
 MODES = ("offline", "two-pass", "streaming")
+DEFAULT_MINUTES = (1.0, 2.0, 5.0, 10.0, 20.0)
 
 
 def slug(voice_id: str) -> str:
@@ -295,6 +296,17 @@ def render(out: Path, report: Path) -> None:
                 f"| {c['voice']} ({c['minutes_enrolled']:.1f} min{kl}) | {x['voice']} | "
                 f"{100 * x['before']['wer']:.1f}% | {100 * x['after']['wer']:.1f}% |"
             )
+    done = {
+        (c["voice"], c["minutes_asked"]) for c in cells if not (c.get("kl_weight") or c.get("steps_asked"))
+    }
+    missing = [f"{v} {m:g} min" for m in DEFAULT_MINUTES for v in VOICES if (v, m) not in done]
+    lines += [
+        "",
+        f"Machine: {meta['machine']}. Adaptation wall time includes loading, the held-out "
+        "evaluations and the before/after report; CPU time is the process's, all threads.",
+    ]
+    if missing:
+        lines.append(f"Not run (of the full grid): {', '.join(missing)}.")
     report.with_suffix(".md").write_text("\n".join(lines) + "\n")
     try:
         import matplotlib
@@ -329,7 +341,7 @@ def render(out: Path, report: Path) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--voices", nargs="+", default=list(VOICES), choices=list(VOICES))
-    p.add_argument("--minutes", nargs="+", type=float, default=[1, 2, 5, 10, 20])
+    p.add_argument("--minutes", nargs="+", type=float, default=list(DEFAULT_MINUTES))
     p.add_argument("--test-utts", type=int, default=60)
     p.add_argument("--threads", type=int, default=0, help="torch threads for adaptation (0: default)")
     p.add_argument("--steps", type=int, default=0, help="adaptation steps (0: asr adapt's default)")
