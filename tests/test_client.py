@@ -7,7 +7,6 @@ import io
 import logging
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -38,7 +37,7 @@ from asr.server.app import RunningServer, ServerConfig, start_in_thread
 from asr.api import Recognizer
 from asr.audio import AudioError, float_to_pcm16, write_wav
 from asr.v1 import asr_pb2
-from tests.helpers import make_tiny_recognizer, noise, wait_for
+from tests.helpers import make_tiny_recognizer, noise, self_signed_cert, wait_for
 
 FINAL_LINE = re.compile(r"\[\d+\.\d\d-\d+\.\d\d\] \S.*\n")
 
@@ -353,16 +352,7 @@ def test_unary_calls(client: RecognizerClient, tmp_path: Path) -> None:
 
 
 def test_tls_round_trip(recognizer: Recognizer, tmp_path: Path) -> None:
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command to make a certificate")
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
+    key, cert = self_signed_cert(tmp_path)
     config = ServerConfig(host="127.0.0.1", port=0, tls_cert=str(cert), tls_key=str(key), grace_s=0.5)
     running = start_in_thread(config, recognizer)
     try:
