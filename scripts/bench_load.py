@@ -47,21 +47,24 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from asr.client import RecognizerClient, RecognizerError, StreamOptions
+from bench_ws import run_load_ws
 from benchlib import (
     COVER_SLACK_S,
+    RETRY_AFTER_S,
     ROOT,
     SAMPLES,
     ProcessMonitor,
     ServerProcess,
+    StreamRecord,
     add_server_flags,
     quantiles,
     server_settings,
+    server_stats,
     stop_server,
 )
 from benchlib import start_server as start_child
@@ -69,8 +72,6 @@ from benchlib import start_server as start_child
 from asr.audio import SAMPLE_RATE, float_to_pcm16, load_audio
 from asr.constants import MODES, Mode
 from asr.manifest import read_manifest
-
-RETRY_AFTER_S = 1.0  # a slot whose stream failed waits this long before the next one
 
 
 # ------------------------------------------------------------------- server side
@@ -138,17 +139,6 @@ class PacedSource:
             self.sent.append(now)
             self.lag.append(now - due)
             yield chunk
-
-
-@dataclass
-class StreamRecord:
-    audio_seconds: float
-    status: str = "OK"
-    detail: str = ""  # the error's message, when status is not OK
-    partial_ms: list[float] = field(default_factory=list)
-    final_ms: float | None = None
-    lag_ms: list[float] = field(default_factory=list)
-    finals: int = 0
 
 
 def run_stream(client: RecognizerClient, audio: np.ndarray, mode: str, chunk_ms: float) -> StreamRecord:
@@ -237,23 +227,6 @@ def run_load(
         end = time.monotonic()
         server = server_stats(client)
     return records, start, end, server
-
-
-def server_stats(client: RecognizerClient) -> dict[str, float]:
-    """The server's own counters (GetStats), for the report."""
-    s = client.stats()
-    return {
-        "total_streams": s.total_streams,
-        "errors": s.errors,
-        "audio_seconds": round(s.audio_seconds, 1),
-        "compute_seconds": round(s.compute_seconds, 1),
-        "partial_latency_p50_ms": round(s.partial_latency_p50_ms, 1),
-        "partial_latency_p95_ms": round(s.partial_latency_p95_ms, 1),
-        "last_batch_size": s.last_batch_size,
-        "batches": s.batches,
-        "mean_batch_size": round(s.mean_batch_size, 1),
-        "batch_compute_seconds": round(s.batch_compute_seconds, 1),
-    }
 
 
 async def run_stream_aio(stub: Any, audio: np.ndarray, mode: str, chunk_ms: float) -> StreamRecord:
@@ -353,99 +326,6 @@ def run_load_aio(
 
     start, end = asyncio.run(main())
     with RecognizerClient(f"127.0.0.1:{port}") as client:
-        server = server_stats(client)
-    return records, start, end, server
-
-
-async def run_stream_ws(address: str, audio: np.ndarray, mode: str, chunk_ms: float) -> StreamRecord:
-    """One paced stream over the Vosk WebSocket protocol (``--transport ws``).
-
-    Vosk answers every chunk with one reply, in order, so reply k is the partial (or
-    final) for chunk k: its latency is from sending chunk k to receiving reply k. The
-    final latency runs from the last chunk to the reply to ``{"eof" : 1}``.
-    """
-    import websockets
-
-    n = max(1, round(SAMPLE_RATE * chunk_ms / 1000))
-    pcm = float_to_pcm16(audio)
-    chunks = [pcm[i : i + 2 * n] for i in range(0, len(pcm), 2 * n)]
-    ends = np.cumsum([len(c) / 2 / SAMPLE_RATE for c in chunks])
-    record = StreamRecord(audio_seconds=len(audio) / SAMPLE_RATE)
-    sent: list[float] = []
-    lags: list[float] = []
-    try:
-        async with websockets.connect(address, max_size=None, compression=None) as ws:
-            await ws.send(json.dumps({"config": {"sample_rate": SAMPLE_RATE, "words": 1, "model": mode}}))
-
-            async def pace() -> None:
-                start = time.monotonic()
-                for chunk, end in zip(chunks, ends, strict=True):
-                    delay = start + end - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    now = time.monotonic()
-                    sent.append(now)
-                    lags.append(now - (start + end))
-                    await ws.send(chunk)
-                await ws.send('{"eof" : 1}')
-
-            sender = asyncio.create_task(pace())
-            for k in range(len(chunks) + 1):
-                reply = json.loads(await asyncio.wait_for(ws.recv(), record.audio_seconds + 60))
-                now = time.monotonic()
-                if "error" in reply:
-                    record.status, record.detail = "ERROR", str(reply["error"])[:300]
-                    break
-                if k == len(chunks):  # the eof's final
-                    record.finals += 1
-                    record.final_ms = 1000 * (now - sent[-1])
-                elif "partial" in reply:
-                    if reply["partial"]:
-                        record.partial_ms.append(1000 * (now - sent[k]))
-                else:
-                    record.finals += 1
-            await sender
-    except Exception as e:  # noqa: BLE001 - counted, not fatal
-        record.status = f"client:{type(e).__name__}"
-        record.detail = str(e)[:300]
-    record.lag_ms = [1000 * x for x in lags]
-    return record
-
-
-def run_load_ws(
-    port: int,
-    clips: list[np.ndarray],
-    streams: int,
-    seconds: float,
-    ramp: float,
-    mode: str,
-    chunk_ms: float,
-    ws_port: int = 0,
-) -> tuple[list[StreamRecord], float, float, dict[str, float]]:
-    """:func:`run_load_aio` over the Vosk WebSocket protocol on ``ws_port`` (stats over gRPC ``port``)."""
-    records: list[StreamRecord] = []
-
-    async def main() -> tuple[float, float]:
-        start = time.monotonic()
-        deadline = start + seconds
-
-        async def slot(i: int) -> None:
-            await asyncio.sleep(ramp * i / streams)
-            k = i
-            while time.monotonic() < deadline:
-                record = await run_stream_ws(
-                    f"ws://127.0.0.1:{ws_port}/", clips[k % len(clips)], mode, chunk_ms
-                )
-                k += 1
-                records.append(record)
-                if record.status != "OK":
-                    await asyncio.sleep(RETRY_AFTER_S)
-
-        await asyncio.gather(*(slot(i) for i in range(streams)))
-        return start, time.monotonic()
-
-    start, end = asyncio.run(main())
-    with RecognizerClient(f"127.0.0.1:{port}") as client:  # the same engine's counters
         server = server_stats(client)
     return records, start, end, server
 

@@ -1,5 +1,6 @@
 """What the load benchmarks share: the server child process, its CPU and memory from
-/proc, latency quantiles and the server-setting flags.
+/proc, latency quantiles, the server-setting flags, and the per-stream record and server
+counters the load clients report.
 
 The scripts in this folder import it as ``benchlib`` (Python puts a script's own folder
 first on ``sys.path``).
@@ -18,9 +19,12 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from asr.client import RecognizerClient
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "tests" / "data" / "samples" / "manifest.jsonl"  # bundled held-out-voice clips
@@ -28,6 +32,7 @@ SAMPLES = ROOT / "tests" / "data" / "samples" / "manifest.jsonl"  # bundled held
 # features and 3-frame stacking hold back up to ~45 ms of every chunk until the next one
 # arrives ((window - hop) + (stack - 1) * hop + one hop of rounding = 15 + 20 + 10 ms).
 COVER_SLACK_S = 0.05
+RETRY_AFTER_S = 1.0  # a load-bench slot whose stream failed waits this long before the next one
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -306,3 +311,33 @@ def server_flag_args(args: argparse.Namespace) -> list[str]:
         if value is not None:
             out += ["--" + name.replace("_", "-"), str(value)]
     return out
+
+
+@dataclass
+class StreamRecord:
+    """One load-bench stream: its status and latencies."""
+
+    audio_seconds: float
+    status: str = "OK"
+    detail: str = ""  # the error's message, when status is not OK
+    partial_ms: list[float] = field(default_factory=list)
+    final_ms: float | None = None
+    lag_ms: list[float] = field(default_factory=list)
+    finals: int = 0
+
+
+def server_stats(client: RecognizerClient) -> dict[str, float]:
+    """The server's own counters (GetStats), for the report."""
+    s = client.stats()
+    return {
+        "total_streams": s.total_streams,
+        "errors": s.errors,
+        "audio_seconds": round(s.audio_seconds, 1),
+        "compute_seconds": round(s.compute_seconds, 1),
+        "partial_latency_p50_ms": round(s.partial_latency_p50_ms, 1),
+        "partial_latency_p95_ms": round(s.partial_latency_p95_ms, 1),
+        "last_batch_size": s.last_batch_size,
+        "batches": s.batches,
+        "mean_batch_size": round(s.mean_batch_size, 1),
+        "batch_compute_seconds": round(s.batch_compute_seconds, 1),
+    }
