@@ -20,7 +20,7 @@ import grpc
 import pytest
 import soundfile as sf
 from asr.client import RecognizerClient, RecognizerError, StreamOptions
-from asr.server.app import RunningServer, ServerConfig, start_in_thread
+from asr.server.app import RunningServer, ServerConfig
 
 from asr.api import Recognizer
 from asr.audio import float_to_mulaw, float_to_pcm16
@@ -35,6 +35,7 @@ from tests.helpers import (
     run_unguarded_script,
     wait_for,
 )
+from tests.net_helpers import loopback_server
 
 
 def status_of(call: Callable[[], object]) -> grpc.StatusCode:
@@ -48,28 +49,22 @@ def recognizer(tmp_path_factory: pytest.TempPathFactory) -> Recognizer:
     return make_tiny_recognizer(tmp_path_factory.mktemp("models"))
 
 
-def _start(recognizer: Recognizer, **changes: object) -> Iterator[RunningServer]:
-    server = start_in_thread(ServerConfig(host="127.0.0.1", port=0, grace_s=0.5, **changes), recognizer)  # type: ignore[arg-type]
-    yield server
-    server.stop()
-
-
 @pytest.fixture(scope="module")
 def server(recognizer: Recognizer) -> Iterator[RunningServer]:
-    yield from _start(recognizer)
+    yield from loopback_server(recognizer)
 
 
 @pytest.fixture(scope="module")
 def limited(recognizer: Recognizer) -> Iterator[RunningServer]:
     """One live stream, 64 KiB messages, 2 s of audio per stream, metrics on a free port."""
-    yield from _start(
+    yield from loopback_server(
         recognizer, max_streams=1, max_message_bytes=64 * 1024, max_stream_seconds=2.0, metrics_port=0
     )
 
 
 @pytest.fixture(scope="module")
 def secured(recognizer: Recognizer) -> Iterator[RunningServer]:
-    yield from _start(recognizer, tokens=["s3cret"])
+    yield from loopback_server(recognizer, tokens=["s3cret"])
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +172,7 @@ def test_odd_pcm16_byte_counts_across_chunks(recognizer: Recognizer) -> None:
     """On the float model: int8 scales activations per call, so its outputs move a little
     with the chunking (asr.model.quantize_int8)."""
     pcm = float_to_pcm16(noise(2.0, seed=3))
-    for server in _start(recognizer, int8=False):
+    for server in loopback_server(recognizer, int8=False):
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = asr_pb2_grpc.RecognizerStub(channel)
             even = list(stub.StreamingRecognize(iter([config_request(), *audio_requests(pcm, 3200)])))
@@ -348,7 +343,7 @@ def test_token_auth(secured: RunningServer) -> None:
 
 def test_int8_and_cheaper_finals_serve(recognizer: Recognizer) -> None:
     """`asr serve --int8 --beam-width 8 --token-min-logp -3`: same contract, quantised model."""
-    for server in _start(recognizer, int8=True, beam_width=8, token_min_logp=-3.0):
+    for server in loopback_server(recognizer, int8=True, beam_width=8, token_min_logp=-3.0):
         service_recognizer = server.handle.service.recognizer
         assert service_recognizer is not recognizer  # the caller's recognizer is left alone
         assert any("quantized" in type(m).__module__ for m in service_recognizer.streaming.model.modules())
@@ -364,12 +359,12 @@ def test_int8_and_cheaper_finals_serve(recognizer: Recognizer) -> None:
 
 def test_gil_switch_interval_is_set_while_serving_and_restored(recognizer: Recognizer) -> None:
     before = sys.getswitchinterval()
-    for _ in _start(recognizer, gil_switch_ms=0.5):
+    for _ in loopback_server(recognizer, gil_switch_ms=0.5):
         assert sys.getswitchinterval() == pytest.approx(0.0005)
-        for _ in _start(recognizer, gil_switch_ms=2.0):  # a second server in the same process
+        for _ in loopback_server(recognizer, gil_switch_ms=2.0):  # a second server in the same process
             assert sys.getswitchinterval() == pytest.approx(0.002)
     assert sys.getswitchinterval() == pytest.approx(before)
-    for _ in _start(recognizer, gil_switch_ms=None):  # None leaves it alone
+    for _ in loopback_server(recognizer, gil_switch_ms=None):  # None leaves it alone
         assert sys.getswitchinterval() == pytest.approx(before)
 
 
@@ -380,18 +375,18 @@ def test_gil_switch_interval_is_set_while_serving_and_restored(recognizer: Recog
 )
 def test_bad_decoder_settings_are_refused(recognizer: Recognizer, changes: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="expected"):
-        next(_start(recognizer, **changes))
+        next(loopback_server(recognizer, **changes))
 
 
 def test_decode_workers_give_the_same_finals(recognizer: Recognizer) -> None:
     """Finals decoded in a worker process equal those decoded in the server process."""
     audio = noise(2.5, seed=3)
     options = StreamOptions(interim_results=False, word_time_offsets=True)
-    for in_process in _start(recognizer, decode_workers=0):
+    for in_process in loopback_server(recognizer, decode_workers=0):
         assert type(in_process.handle.service.recognizer.decoder).__name__ != "PooledDecoder"
         with RecognizerClient(f"127.0.0.1:{in_process.port}") as client:
             expected = [(e.text, e.start, e.end) for e in client.stream(audio, options) if e.is_final]
-    for server in _start(recognizer, decode_workers=1):
+    for server in loopback_server(recognizer, decode_workers=1):
         assert type(server.handle.service.recognizer.decoder).__name__ == "PooledDecoder"
         with RecognizerClient(f"127.0.0.1:{server.port}") as pooled:
             got = [(e.text, e.start, e.end) for e in pooled.stream(audio, options) if e.is_final]

@@ -44,6 +44,7 @@ from tests.helpers import (
     self_signed_cert,
     wait_for,
 )
+from tests.net_helpers import loopback_server
 
 TOKEN = "ws-test-token-7f3a"
 CHUNK = 6400  # bytes: 200 ms of 16 kHz PCM16, as vosk-server's test.py sends
@@ -54,24 +55,21 @@ def recognizer(tmp_path_factory: pytest.TempPathFactory) -> Recognizer:
     return make_tiny_recognizer(tmp_path_factory.mktemp("ws-models"))
 
 
-def _start(recognizer: Recognizer, **changes: Any) -> Iterator[RunningServer]:
-    server = start_in_thread(
-        ServerConfig(host="127.0.0.1", port=0, ws_port=0, grace_s=0.5, **changes), recognizer
-    )
-    yield server
-    server.stop()
-
-
 @pytest.fixture(scope="module")
 def server(recognizer: Recognizer) -> Iterator[RunningServer]:
-    yield from _start(recognizer)
+    yield from loopback_server(recognizer, ws_port=0)
 
 
 @pytest.fixture(scope="module")
 def strict(recognizer: Recognizer) -> Iterator[RunningServer]:
     """Small limits: 1 s idle timeout, 3 s of audio, 64 KiB messages, 2 streams."""
-    yield from _start(
-        recognizer, idle_timeout_s=1.0, max_stream_seconds=3.0, max_message_bytes=64 * 1024, max_streams=2
+    yield from loopback_server(
+        recognizer,
+        ws_port=0,
+        idle_timeout_s=1.0,
+        max_stream_seconds=3.0,
+        max_message_bytes=64 * 1024,
+        max_streams=2,
     )
 
 
@@ -395,7 +393,7 @@ def test_page_and_its_files(server: RunningServer) -> None:
 # ------------------------------------------------------------- tokens and TLS
 @pytest.fixture(scope="module")
 def guarded(recognizer: Recognizer) -> Iterator[RunningServer]:
-    yield from _start(recognizer, tokens=[TOKEN])
+    yield from loopback_server(recognizer, ws_port=0, tokens=[TOKEN])
 
 
 def test_tokens_guard_the_websocket_and_the_api_never_the_logs(
