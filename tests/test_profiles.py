@@ -4,12 +4,13 @@ several profiles and the base models at once."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
-from asr.server.app import RunningServer, ServerConfig, start_in_thread
+from asr.server.app import RunningServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +32,7 @@ from asr.streaming import EndpointConfig, SessionConfig
 from asr.v1 import asr_pb2, asr_pb2_grpc
 from tests.enroll_helpers import fake_adapted_profile, speechlike
 from tests.helpers import audio_requests, make_tiny_recognizer, noise
+from tests.net_helpers import loopback_server
 
 
 # ------------------------------------------------------------------ names and folders
@@ -187,25 +189,20 @@ def test_api_load_with_unknown_or_unadapted_profiles(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ server
 @pytest.fixture(scope="module")
-def profile_server(tmp_path_factory: pytest.TempPathFactory) -> RunningServer:
+def profile_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     root = tmp_path_factory.mktemp("served")
     store = ProfileStore(root / "profiles")
     fake_adapted_profile(store, "anna", seed=5, blank_share=0.4)
     fake_adapted_profile(store, "ben", seed=6, blank_share=0.6)
     store.create("new")  # enrolled, never adapted
-    config = ServerConfig(
-        host="127.0.0.1",
-        port=0,
-        grace_s=0.5,
+    yield from loopback_server(
+        make_tiny_recognizer(root / "base"),
         profiles_dir=str(store.root),
         max_profiles=2,
         int8=False,
         decode_workers=0,
         max_wait_ms=20,
     )
-    server = start_in_thread(config, make_tiny_recognizer(root / "base"))
-    yield server
-    server.stop()
 
 
 def _stub(server: RunningServer) -> asr_pb2_grpc.RecognizerStub:
@@ -328,24 +325,15 @@ def test_least_recently_used_idle_profile_is_evicted(tmp_path: Path) -> None:
     store = ProfileStore(tmp_path / "profiles")
     for k, name in enumerate(["a1", "a2", "a3"]):
         fake_adapted_profile(store, name, seed=k, blank_share=0.5)
-    config = ServerConfig(
-        host="127.0.0.1",
-        port=0,
-        grace_s=0.5,
-        profiles_dir=str(store.root),
-        max_profiles=2,
-        int8=False,
-        decode_workers=0,
-    )
-    server = start_in_thread(config, make_tiny_recognizer(tmp_path / "base"))
-    try:
+    recognizer = make_tiny_recognizer(tmp_path / "base")
+    for server in loopback_server(
+        recognizer, profiles_dir=str(store.root), max_profiles=2, int8=False, decode_workers=0
+    ):
         stub = _stub(server)
         cache = server.handle.service.engine.profiles  # type: ignore[union-attr]
         for name in ["a1", "a2", "a1", "a3"]:
             _stream(stub, name, noise(0.5))
         assert cache.loaded == ["a1", "a3"] and cache.evictions == 1 and cache.loads == 3
-    finally:
-        server.stop()
 
 
 def test_stream_command_sends_the_profile(
