@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from asr.cli.common import HelpFormatter, default_lm
+from asr.cli.common import HelpFormatter, add_decoding_flags
 
 log = logging.getLogger("asr")
 
@@ -114,13 +114,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--streaming-model", default=BenchConfig.streaming_model, help="streaming model name or path"
     )
     p.add_argument("--offline-model", default=BenchConfig.offline_model, help="offline model name or path")
-    p.add_argument("--lm", default=default_lm(), help="language model folder")
-    p.add_argument("--no-lm", action="store_true", help="beam search without a language model")
-    p.add_argument(
-        "--no-fusion",
-        action="store_true",
-        help="two-pass and offline finals from the BiLSTM alone, not fused with the streaming model "
-        "(models/fusion.json)",
-    )
+    add_decoding_flags(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_bench)

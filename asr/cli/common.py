@@ -31,6 +31,18 @@ def default_lm() -> str:
     return str(models_dir() / "lm")
 
 
+def add_decoding_flags(p: argparse.ArgumentParser) -> None:
+    """--lm, --no-lm and --no-fusion: the language model and fusion of the finals."""
+    p.add_argument("--lm", default=default_lm(), help="language model folder")
+    p.add_argument("--no-lm", action="store_true", help="beam search without a language model")
+    p.add_argument(
+        "--no-fusion",
+        action="store_true",
+        help="two-pass and offline finals from the BiLSTM alone, not fused with the streaming model "
+        "(models/fusion.json)",
+    )
+
+
 def positive_int(text: str) -> int:
     """An argparse ``type`` for whole numbers >= 1."""
     try:

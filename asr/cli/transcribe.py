@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from asr.cli.common import HelpFormatter, default_lm, positive_int, set_threads
+from asr.cli.common import HelpFormatter, add_decoding_flags, positive_int, set_threads
 from asr.cli.profiles import add_profile_flags
 from asr.constants import Mode
 
@@ -86,14 +86,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--streaming-model", default="streaming", help="streaming model name or path")
     p.add_argument("--offline-model", default="offline", help="offline model name or path")
     add_profile_flags(p, "--streaming-model and --offline-model")
-    p.add_argument("--lm", default=default_lm(), help="language model folder")
-    p.add_argument("--no-lm", action="store_true", help="beam search without a language model")
-    p.add_argument(
-        "--no-fusion",
-        action="store_true",
-        help="two-pass and offline finals from the BiLSTM alone, not fused with the streaming model "
-        "(models/fusion.json)",
-    )
+    add_decoding_flags(p)
     p.add_argument("--hotword", action="append", default=[], help="boost this word/phrase (repeatable)")
     p.add_argument(
         "--hotword-weight",
