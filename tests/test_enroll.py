@@ -4,6 +4,7 @@ microphone path driven by a fake capture stream and a scripted user."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -111,8 +112,9 @@ def test_enroll_cli_from_manifest_and_folder(
 class FakeStream:
     """A capture stream (as sounddevice.InputStream) playing prepared int16 takes."""
 
-    def __init__(self, takes: list[np.ndarray], **kwargs: Any) -> None:
+    def __init__(self, takes: list[np.ndarray], played: threading.Semaphore, **kwargs: Any) -> None:
         self.takes = takes
+        self.played = played  # released once the take has been read to its end
         self.blocksize = kwargs["blocksize"]
         self.pos = 0
 
@@ -125,6 +127,8 @@ class FakeStream:
 
     def read(self, frames: int) -> tuple[np.ndarray, bool]:
         block = self.audio[self.pos : self.pos + frames]
+        if len(block) and self.pos + len(block) >= len(self.audio):
+            self.played.release()
         self.pos += len(block)
         return block.reshape(-1, 1), False
 
@@ -153,9 +157,11 @@ class ScriptedUser:
 
 
 def _recorder(takes: list[np.ndarray]) -> MicRecorder:
+    """The user stops each take once its whole audio has been captured."""
+    played = threading.Semaphore(0)
     return MicRecorder(
-        wait_for_stop=lambda: None,
-        stream_factory=lambda **kw: FakeStream(takes, **kw),
+        wait_for_stop=lambda: played.acquire(timeout=10),
+        stream_factory=lambda **kw: FakeStream(takes, played, **kw),
         max_seconds=5.0,
     )
 
