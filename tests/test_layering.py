@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-TRAINING = ("asr.data", "asr.train", "asr.corpus", "asr.evaluate")
+TRAINING = ("asr.data", "asr.train", "asr.train_config", "asr.corpus", "asr.evaluate", "asr.adapt")
 
 _PROBE = """
 import importlib, json, pkgutil, sys
