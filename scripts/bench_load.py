@@ -62,6 +62,7 @@ from benchlib import (
     ServerProcess,
     StreamRecord,
     add_server_flags,
+    paced_slots,
     quantiles,
     server_settings,
     server_stats,
@@ -308,21 +309,14 @@ def run_load_aio(
     async def main() -> tuple[float, float]:
         async with aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = asr_pb2_grpc.RecognizerStub(channel)
-            start = time.monotonic()
-            deadline = start + seconds
-
-            async def slot(i: int) -> None:
-                await asyncio.sleep(ramp * i / streams)
-                k = i
-                while time.monotonic() < deadline:
-                    record = await run_stream_aio(stub, clips[k % len(clips)], mode, chunk_ms)
-                    k += 1
-                    records.append(record)
-                    if record.status != "OK":
-                        await asyncio.sleep(RETRY_AFTER_S)
-
-            await asyncio.gather(*(slot(i) for i in range(streams)))
-            return start, time.monotonic()
+            return await paced_slots(
+                lambda clip: run_stream_aio(stub, clip, mode, chunk_ms),
+                clips,
+                streams,
+                seconds,
+                ramp,
+                records,
+            )
 
     start, end = asyncio.run(main())
     with RecognizerClient(f"127.0.0.1:{port}") as client:

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 from asr.client import RecognizerClient
-from benchlib import RETRY_AFTER_S, StreamRecord, server_stats
+from benchlib import StreamRecord, paced_slots, server_stats
 
 from asr.audio import SAMPLE_RATE, float_to_pcm16
 
@@ -85,23 +85,10 @@ def run_load_ws(
     records: list[StreamRecord] = []
 
     async def main() -> tuple[float, float]:
-        start = time.monotonic()
-        deadline = start + seconds
-
-        async def slot(i: int) -> None:
-            await asyncio.sleep(ramp * i / streams)
-            k = i
-            while time.monotonic() < deadline:
-                record = await run_stream_ws(
-                    f"ws://127.0.0.1:{ws_port}/", clips[k % len(clips)], mode, chunk_ms
-                )
-                k += 1
-                records.append(record)
-                if record.status != "OK":
-                    await asyncio.sleep(RETRY_AFTER_S)
-
-        await asyncio.gather(*(slot(i) for i in range(streams)))
-        return start, time.monotonic()
+        url = f"ws://127.0.0.1:{ws_port}/"
+        return await paced_slots(
+            lambda clip: run_stream_ws(url, clip, mode, chunk_ms), clips, streams, seconds, ramp, records
+        )
 
     start, end = asyncio.run(main())
     with RecognizerClient(f"127.0.0.1:{port}") as client:  # the same engine's counters

@@ -9,6 +9,7 @@ first on ``sys.path``).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import signal
@@ -16,7 +17,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -324,6 +325,36 @@ class StreamRecord:
     final_ms: float | None = None
     lag_ms: list[float] = field(default_factory=list)
     finals: int = 0
+
+
+async def paced_slots(
+    run_one: Callable[[np.ndarray], Awaitable[StreamRecord]],
+    clips: list[np.ndarray],
+    streams: int,
+    seconds: float,
+    ramp: float,
+    records: list[StreamRecord],
+) -> tuple[float, float]:
+    """Keep ``streams`` slots busy for ``seconds``, slot i starting at ``ramp * i / streams``.
+
+    Each slot runs one stream after another (clip i, i+1, ... in turn), appends its record,
+    and backs off :data:`RETRY_AFTER_S` after a failed stream. Returns (start, end) monotonic times.
+    """
+    start = time.monotonic()
+    deadline = start + seconds
+
+    async def slot(i: int) -> None:
+        await asyncio.sleep(ramp * i / streams)
+        k = i
+        while time.monotonic() < deadline:
+            record = await run_one(clips[k % len(clips)])
+            k += 1
+            records.append(record)
+            if record.status != "OK":
+                await asyncio.sleep(RETRY_AFTER_S)
+
+    await asyncio.gather(*(slot(i) for i in range(streams)))
+    return start, time.monotonic()
 
 
 def server_stats(client: RecognizerClient) -> dict[str, float]:
