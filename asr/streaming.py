@@ -14,7 +14,7 @@ A chunk goes through three calls:
 1. :meth:`StreamingSession.push_audio` returns the normalised frames that are ready for
    the model (a multiple of the 3-frame stack);
 2. a step function ``(frames, state) -> (log_probs, state)``: :meth:`StreamingSession.run_model`
-   for this session alone, or a batcher's for many;
+   for one stream alone, or a batcher's for many streams;
 3. :meth:`StreamingSession.consume` takes the log-probs and the new state and returns
    results: partials while an utterance is open, a final at each endpoint.
 
@@ -206,7 +206,7 @@ class StreamingSession:
 
     # ---------------------------------------------------------- model output
     def run_model(self, frames: torch.Tensor) -> tuple[np.ndarray, LSTMState | None]:
-        """This session's step function alone: ``(frames, state) -> (log_probs, state)``
+        """The step function of this one stream: ``(frames, state) -> (log_probs, state)``
         from :attr:`state`, which stays as it is until :meth:`consume` takes the new one
         (a batcher computes the same for many sessions at once)."""
         return stream_step(self.model, frames, self.state)

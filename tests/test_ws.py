@@ -257,7 +257,7 @@ def test_bad_input_gets_an_error_and_a_close_code(
     assert len(errors) == 1 and says in errors[0]["error"] and replies[-1] is errors[0]
     assert close_code == code
     assert idle(server)
-    # The server stays healthy: the next session works.
+    # The server stays healthy: the next WebSocket stream works.
     replies, ok = asyncio.run(vosk_session(url(server), float_to_pcm16(noise(0.6))))
     assert ok == 1000 and "text" in replies[-1]
 
