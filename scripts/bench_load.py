@@ -63,6 +63,7 @@ from benchlib import (
     StreamRecord,
     add_server_flags,
     paced_slots,
+    pcm_chunks,
     quantiles,
     server_settings,
     server_stats,
@@ -70,7 +71,7 @@ from benchlib import (
 )
 from benchlib import start_server as start_child
 
-from asr.audio import SAMPLE_RATE, float_to_pcm16, load_audio
+from asr.audio import SAMPLE_RATE, load_audio
 from asr.constants import MODES, Mode
 from asr.manifest import read_manifest
 
@@ -122,10 +123,7 @@ class PacedSource:
     sample_rate = SAMPLE_RATE
 
     def __init__(self, audio: np.ndarray, chunk_ms: float) -> None:
-        n = max(1, round(SAMPLE_RATE * chunk_ms / 1000))
-        pcm = float_to_pcm16(audio)
-        self.chunks = [pcm[i : i + 2 * n] for i in range(0, len(pcm), 2 * n)]
-        self.ends = np.cumsum([len(c) / 2 / SAMPLE_RATE for c in self.chunks])  # audio end of each chunk
+        self.chunks, self.ends = pcm_chunks(audio, chunk_ms)  # and the audio end of each chunk
         self.sent: list[float] = []  # monotonic send time of each chunk
         self.lag: list[float] = []  # send time - schedule (> 0: the client fell behind)
 
@@ -237,10 +235,7 @@ async def run_stream_aio(stub: Any, audio: np.ndarray, mode: str, chunk_ms: floa
 
     from asr.v1 import asr_pb2
 
-    n = max(1, round(SAMPLE_RATE * chunk_ms / 1000))
-    pcm = float_to_pcm16(audio)
-    chunks = [pcm[i : i + 2 * n] for i in range(0, len(pcm), 2 * n)]
-    ends = np.cumsum([len(c) / 2 / SAMPLE_RATE for c in chunks])
+    chunks, ends = pcm_chunks(audio, chunk_ms)
     record = StreamRecord(audio_seconds=len(audio) / SAMPLE_RATE)
     sent: list[float] = []
     lags: list[float] = []

@@ -11,9 +11,9 @@ import time
 
 import numpy as np
 from asr.client import RecognizerClient
-from benchlib import StreamRecord, paced_slots, server_stats
+from benchlib import StreamRecord, paced_slots, pcm_chunks, server_stats
 
-from asr.audio import SAMPLE_RATE, float_to_pcm16
+from asr.audio import SAMPLE_RATE
 
 
 async def run_stream_ws(address: str, audio: np.ndarray, mode: str, chunk_ms: float) -> StreamRecord:
@@ -25,10 +25,7 @@ async def run_stream_ws(address: str, audio: np.ndarray, mode: str, chunk_ms: fl
     """
     import websockets
 
-    n = max(1, round(SAMPLE_RATE * chunk_ms / 1000))
-    pcm = float_to_pcm16(audio)
-    chunks = [pcm[i : i + 2 * n] for i in range(0, len(pcm), 2 * n)]
-    ends = np.cumsum([len(c) / 2 / SAMPLE_RATE for c in chunks])
+    chunks, ends = pcm_chunks(audio, chunk_ms)
     record = StreamRecord(audio_seconds=len(audio) / SAMPLE_RATE)
     sent: list[float] = []
     lags: list[float] = []

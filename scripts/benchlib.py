@@ -327,6 +327,16 @@ class StreamRecord:
     finals: int = 0
 
 
+def pcm_chunks(audio: np.ndarray, chunk_ms: float) -> tuple[list[bytes], np.ndarray]:
+    """16 kHz float audio as PCM16 chunks of ``chunk_ms``, and the audio end time (s) of each chunk."""
+    from asr.audio import SAMPLE_RATE, float_to_pcm16
+
+    n = max(1, round(SAMPLE_RATE * chunk_ms / 1000))
+    pcm = float_to_pcm16(audio)
+    chunks = [pcm[i : i + 2 * n] for i in range(0, len(pcm), 2 * n)]
+    return chunks, np.cumsum([len(c) / 2 / SAMPLE_RATE for c in chunks])
+
+
 async def paced_slots(
     run_one: Callable[[np.ndarray], Awaitable[StreamRecord]],
     clips: list[np.ndarray],
