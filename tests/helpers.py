@@ -32,6 +32,7 @@ from asr.v1 import asr_pb2
 
 if TYPE_CHECKING:
     from asr.api import Recognizer
+    from asr.corpus.build import CorpusConfig
     from asr.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,6 +138,20 @@ def tiny_train_config(tmp_path: Path, manifest: Path, out: str, steps: int) -> T
 
 
 # ------------------------------------------------------------ audio and text
+def tiny_corpus_config(out: Path, text: dict[str, list[str]], engine: str) -> CorpusConfig:
+    """A corpus of a few seconds from one engine, with its text splits written under ``out/text``
+    (so the build reads no Debian text package)."""
+    from asr.corpus.build import CorpusConfig
+
+    text_dir = out / "text"
+    text_dir.mkdir()
+    for split, sentences in text.items():
+        (text_dir / f"{split}.txt").write_text("\n".join(sentences) + "\n", encoding="utf-8")
+    return CorpusConfig(
+        out=out, hours=0.003, dev_utts=4, test_utts=4, shard_size=4, jobs=1, engine_weights={engine: 1.0}
+    )
+
+
 def noise(seconds: float, seed: int = 0, rate: int = 16000) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return (0.3 * rng.standard_normal(int(rate * seconds))).astype(np.float32)

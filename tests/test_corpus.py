@@ -24,13 +24,13 @@ from asr.corpus.build import (
 )
 from asr.corpus.voices import Voice
 from asr.manifest import read_manifest, total_hours, write_manifest
+from tests.helpers import tiny_corpus_config
 
 SR = 16000
 ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-029")
 VARIANTS = ("f1", "f2", "f3", "f4", "m1", "m2", "m3", "m4", "klatt", "klatt2", "whisper", "croak") + tuple(
     f"v{i}" for i in range(40)
 )
-
 
 # ---------------------------------------------------------------------------
 # Splits and plans
@@ -389,19 +389,7 @@ TEXT = {
     shutil.which("espeak-ng") is None or shutil.which("flite") is None, reason="needs espeak-ng and flite"
 )
 def test_tiny_build_end_to_end_and_resume(tmp_path: Path) -> None:
-    text_dir = tmp_path / "text"
-    text_dir.mkdir()
-    for split, sentences in TEXT.items():  # skips reading the Debian text packages
-        (text_dir / f"{split}.txt").write_text("\n".join(sentences) + "\n", encoding="utf-8")
-    config = CorpusConfig(
-        out=tmp_path,
-        hours=0.003,
-        dev_utts=4,
-        test_utts=4,
-        shard_size=4,
-        jobs=1,
-        engine_weights={"espeak": 1.0},
-    )
+    config = tiny_corpus_config(tmp_path, TEXT, "espeak")  # reads no Debian text package
     summary = build_corpus(config, progress=False)
 
     manifests = {split: read_manifest(tmp_path / f"{split}.jsonl") for split in SPLITS}

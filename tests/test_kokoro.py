@@ -18,7 +18,7 @@ import soundfile as sf
 
 from asr.corpus import build as corpus_build
 from asr.corpus import kokoro
-from asr.corpus.build import SPLITS, CorpusConfig, build_corpus, split_voices
+from asr.corpus.build import SPLITS, build_corpus, split_voices
 from asr.corpus.kokoro import (
     PACKS,
     PERTURB_MAX,
@@ -36,6 +36,7 @@ from asr.corpus.kokoro import (
 )
 from asr.corpus.voices import Voice
 from asr.manifest import read_manifest
+from tests.helpers import tiny_corpus_config
 
 # The model's symbols that English needs, in the spirit of its vocab.json (which also has "r").
 SYMBOLS = " .,abdefhijklmnoprstuvwzæðŋɐɑɔəɚɛɜɡɪɹɾʃʊʌʒʔˈˌːθᵻAIOWYʤʧ"
@@ -241,19 +242,7 @@ def test_build_with_the_fake_engine_writes_valid_manifests(
     monkeypatch.setattr(kokoro, "kokoro_installed", lambda: True)
     monkeypatch.setattr(kokoro, "default_scorer", lambda: (pitch_scorer(), FilterConfig(scorer="fake")))
     monkeypatch.setattr(corpus_build.mp, "get_context", lambda kind: InlineContext())
-    text_dir = tmp_path / "text"
-    text_dir.mkdir()
-    for split, sentences in TEXT.items():
-        (text_dir / f"{split}.txt").write_text("\n".join(sentences) + "\n", encoding="utf-8")
-    config = CorpusConfig(
-        out=tmp_path,
-        hours=0.003,
-        dev_utts=4,
-        test_utts=4,
-        shard_size=4,
-        jobs=1,
-        engine_weights={"kokoro": 1.0},
-    )
+    config = tiny_corpus_config(tmp_path, TEXT, "kokoro")  # reads no Debian text package
     summary = build_corpus(config, progress=False)
 
     kept = json.loads((tmp_path / "kokoro-styles.json").read_text(encoding="utf-8"))["kept"]
