@@ -141,9 +141,8 @@ class Stream:
     def close(self) -> None:
         """Release the session at once (also on cancel: a decode worker may hold its search)."""
         self.session.close()
-        if self.profile is not None and self.engine.profiles is not None:
-            self.engine.profiles.release(self.profile)
-            self.profile = None
+        self.engine.release_profile(self.profile)
+        self.profile = None
 
 
 class Engine:
@@ -203,19 +202,13 @@ class Engine:
                 model this server did not load, NOT_FOUND for an unknown profile,
                 FAILED_PRECONDITION for a profile that was never adapted.
         """
-        if not profile:
-            try:
-                return Stream(self, self.recognizer.stream(config), self.batcher)
-            except ValueError as e:
-                raise RequestError(str(e)) from None
         recognizer, entry = await self.acquire_recognizer(profile)
-        assert entry is not None
         try:
             session = recognizer.stream(config)
         except ValueError as e:
             self.release_profile(entry)
             raise RequestError(str(e)) from None
-        return Stream(self, session, entry.batcher, entry)
+        return Stream(self, session, self.batcher if entry is None else entry.batcher, entry)
 
     async def acquire_recognizer(self, profile: str | None) -> tuple[Recognizer, LoadedProfile | None]:
         """The recognizer of ``profile`` (loaded if need be), or the base one when it is empty.
