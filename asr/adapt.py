@@ -40,7 +40,6 @@ from asr.audio import AudioError, load_audio
 from asr.checkpoint import MODELS_DIR, LoadedModel
 from asr.data import SpecAugment, pack_batches
 from asr.decoding import Decoder
-from asr.features import log_mel
 from asr.fusion import FUSION_FILE, file_sha256
 from asr.inference import batch_log_probs
 from asr.metrics import error_rates
@@ -216,7 +215,7 @@ def _load_takes(entries: Sequence[dict[str, Any]]) -> tuple[list[_Take], list[st
 
 
 def _features(takes: Sequence[_Take], loaded: LoadedModel) -> list[torch.Tensor]:
-    return [loaded.normalizer(log_mel(t.audio, loaded.features)) for t in takes]
+    return [loaded.inputs(t.audio) for t in takes]
 
 
 def score(
