@@ -10,6 +10,7 @@ from enum import StrEnum
 SAMPLE_RATE = 16000  # Hz: everything the recogniser consumes is mono float32 at this rate
 HOP_LENGTH = 160  # samples between log-mel frames: 10 ms at SAMPLE_RATE
 STACK = 3  # log-mel frames the model stacks into one step
+CORPUS_SEED = 1234  # seed of the corpus split (train/dev/test) the shipped models were trained on
 
 
 class Mode(StrEnum):

@@ -25,10 +25,11 @@ import string
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from asr.constants import CORPUS_SEED
+
 log = logging.getLogger(__name__)
 
 PROMPTS_FILE = Path(__file__).with_name("prompts.txt")
-CORPUS_SEED = 1234  # asr.corpus.build.CorpusConfig.seed: the split the shipped models were trained on
 PROMPT_SOURCES = ("wordnet", "fortunes")
 MIN_WORDS, MAX_WORDS = 5, 16
 COMMON_WORDS = 3000  # the most frequent English words a prompt list should cover

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from asr.cli.common import HelpFormatter
+from asr.corpus.config import DEFAULT_ENGINE_WEIGHTS, SUPPLEMENT_ENGINES, TEXT_ORDERS, CorpusConfig
 
 
 def _engine_weights(specs: list[str] | None) -> dict[str, float] | None:
     """``["piper=1", "flite=0.5"]`` -> ``{"piper": 1.0, "flite": 0.5}``; None keeps the defaults."""
     if not specs:
         return None
-    from asr.corpus.build import DEFAULT_ENGINE_WEIGHTS, SUPPLEMENT_ENGINES
-
     known = {*DEFAULT_ENGINE_WEIGHTS, *SUPPLEMENT_ENGINES}
     weights = {}
     for spec in specs:
@@ -31,7 +29,7 @@ def _engine_weights(specs: list[str] | None) -> dict[str, float] | None:
 def _corpus_build(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from asr.corpus.build import CorpusConfig, build_corpus, format_summary
+    from asr.corpus.build import build_corpus, format_summary
 
     weights = _engine_weights(args.engines)
     config = CorpusConfig(
@@ -116,19 +114,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ),
         formatter_class=HelpFormatter,
     )
-    build.add_argument("--hours", type=float, default=10.0, help="hours of training audio to build")
-    build.add_argument("--out", default="data/corpus", help="output folder")
-    build.add_argument("--dev-utts", type=int, default=400, help="utterances in the dev split")
-    build.add_argument("--test-utts", type=int, default=1000, help="utterances in the test split")
-    build.add_argument("--seed", type=int, default=1234, help="seed for splits and every random choice")
-    build.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
+    defaults = CorpusConfig(out=Path("data/corpus"))
+    build.add_argument("--hours", type=float, default=defaults.hours, help="hours of training audio to build")
+    build.add_argument("--out", default=str(defaults.out), help="output folder")
+    build.add_argument("--dev-utts", type=int, default=defaults.dev_utts, help="utterances in the dev split")
+    build.add_argument(
+        "--test-utts", type=int, default=defaults.test_utts, help="utterances in the test split"
+    )
+    build.add_argument(
+        "--seed", type=int, default=defaults.seed, help="seed for splits and every random choice"
+    )
+    build.add_argument("--jobs", type=int, default=defaults.jobs, help="worker processes")
+    default_mix = " ".join(f"{name}={weight:.2f}" for name, weight in defaults.engine_weights.items())
     build.add_argument(
         "--engines",
         nargs="+",
         metavar="NAME=WEIGHT",
         help=(
-            "share of training utterances per engine (espeak, mbrola, flite, festival, piper, mbrola-x, "
-            "rhvoice, pico, festival-x, kokoro); default espeak=0.40 mbrola=0.28 flite=0.20 festival=0.12 (the rest off). "
+            f"share of training utterances per engine ({', '.join([*DEFAULT_ENGINE_WEIGHTS, *SUPPLEMENT_ENGINES])}); "
+            f"default {default_mix} (the rest off). "
             "E.g. a Piper-only supplement: --engines piper=1 --dev-utts 0 --test-utts 0 --out data/corpus-piper; "
             "mbrola-x: 9 more mbrola databases (recorded people) speaking English; rhvoice: RHVoice's 6 English "
             "voices; pico: SVOX Pico's en-US and en-GB voices; festival-x: festival's rab and don diphone voices; "
@@ -139,8 +143,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     build.add_argument(
         "--text-order",
-        choices=["random", "cycle"],
-        default="random",
+        choices=TEXT_ORDERS,
+        default=defaults.text_order,
         help=(
             "random: each utterance draws its sentence independently (with replacement; how the shipped "
             "corpora were built); cycle: every sentence once before any twice, in a seeded order (for a "

@@ -27,7 +27,7 @@ import shutil
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ import numpy as np
 
 from asr.audio import AudioError, load_audio, write_wav
 from asr.corpus.augment import CLEAN, AugmentConfig, augment
+from asr.corpus.config import CorpusConfig
 from asr.corpus.kokoro import kokoro_voices, style_split
 from asr.corpus.text_sources import TEXT_PACKAGES, collect_sentences
 from asr.corpus.voices import (
@@ -60,45 +61,7 @@ HELD_OUT_SPEAKERS = {
 }
 ESPEAK_HOLDOUT_PERMILLE = {"test": 100, "dev": 60}
 SENTENCE_HOLDOUT_PERMILLE = {"test": 20, "dev": 15}
-DEFAULT_ENGINE_WEIGHTS = {"espeak": 0.40, "mbrola": 0.28, "flite": 0.20, "festival": 0.12}
-# Off in the default mix (so data/corpus stays as it was); make corpus builds training-only
-# supplements from them with --engines.
-SUPPLEMENT_ENGINES = ("piper", "mbrola-x", "rhvoice", "pico", "festival-x", "kokoro")
-TEXT_ORDERS = ("random", "cycle")
 AVG_UTTERANCE_SECONDS = 4.0  # first guess, replaced by the measured mean once shards exist
-
-
-@dataclass(frozen=True)
-class CorpusConfig:
-    """What to build.
-
-    Attributes:
-        out: output folder.
-        hours: hours of *training* audio (dev/test come on top).
-        dev_utts / test_utts: utterances in the held-out splits.
-        seed: drives every random choice; same seed, same corpus.
-        shard_size: utterances per shard (unit of work and of resume).
-        jobs: worker processes.
-        text_order: "random" draws each utterance's sentence independently (with
-            replacement: the default, how every shipped corpus was built); "cycle" walks a
-            seeded permutation of the split's sentences, so each is spoken once before any
-            is spoken twice (for a supplement whose sentences were chosen one by one).
-            Voices, prosody and augmentation are the same either way.
-    """
-
-    out: Path
-    hours: float = 10.0
-    dev_utts: int = 400
-    test_utts: int = 1000
-    seed: int = 1234
-    shard_size: int = 120
-    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
-    engine_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_ENGINE_WEIGHTS))
-    text_order: str = "random"
-
-    def __post_init__(self) -> None:
-        if self.text_order not in TEXT_ORDERS:
-            raise ValueError(f"text_order: expected one of {TEXT_ORDERS}, got {self.text_order!r}")
 
 
 def _bucket(seed: int, key: str) -> int:
