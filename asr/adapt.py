@@ -6,9 +6,10 @@
    and the before/after report; the rest is the training set;
 2. scores the base model on the held-out slice (greedy CER/WER, and WER with the LM);
 3. fine-tunes a copy (AdamW, a small constant learning rate after a short warm-up,
-   SpecAugment) for at most ``steps`` steps or ``time_budget_s`` seconds, scoring the
-   held-out slice every ``eval_every`` steps and keeping the best (greedy CER) weights;
-   it stops early after ``patience`` evaluations without a gain;
+   SpecAugment, and optionally speed-perturbed copies of the takes: ``speeds``) for at most
+   ``steps`` steps or ``time_budget_s`` seconds, scoring the held-out slice every
+   ``eval_every`` steps and keeping the best (greedy CER) weights; it stops early after
+   ``patience`` evaluations without a gain;
 4. writes the best weights in the shipped checkpoint format into the profile and the
    before/after figures into its card.
 
@@ -29,10 +30,12 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import torch
+from scipy.signal import resample_poly
 from torch import nn
 
 from asr import checkpoint
@@ -70,6 +73,8 @@ class AdaptConfig:
         base_streaming / base_offline: the models to start from (names or paths).
         lm: language model folder for the held-out WER with the LM (None: greedy only).
         min_takes: fewest usable takes ``adapt`` accepts.
+        speeds: speed perturbation: each training take is resampled to these speed factors
+            (1.0: as recorded) and every step draws one of them per take (empty: off).
     """
 
     steps: int = 120
@@ -94,6 +99,7 @@ class AdaptConfig:
     base_offline: str = "offline"
     lm: str | None = str(MODELS_DIR / "lm")
     min_takes: int = 5
+    speeds: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -114,6 +120,8 @@ class AdaptConfig:
             raise ValueError(f"expected train_layers in {TRAIN_LAYERS}, got {self.train_layers!r}")
         if not self.kinds or any(k not in KINDS for k in self.kinds):
             raise ValueError(f"expected kinds from {KINDS}, got {self.kinds}")
+        if any(not 0.5 <= f <= 2.0 for f in self.speeds):
+            raise ValueError(f"expected speed factors in [0.5, 2], got {self.speeds}")
         if self.batch_seconds <= 0 or self.time_budget_s <= 0:
             raise ValueError("expected batch_seconds > 0 and time_budget_s > 0")
 
@@ -218,6 +226,15 @@ def _features(takes: Sequence[_Take], loaded: LoadedModel) -> list[torch.Tensor]
     return [loaded.inputs(t.audio) for t in takes]
 
 
+def change_speed(audio: np.ndarray, factor: float) -> np.ndarray:
+    """``audio`` played ``factor`` times as fast (pitch and tempo together), at the same rate."""
+    if factor == 1.0:
+        return audio
+    ratio = Fraction(1 / factor).limit_denominator(100)
+    out = resample_poly(audio, ratio.numerator, ratio.denominator)
+    return np.asarray(out, dtype=np.float32)
+
+
 def score(
     model: nn.Module,
     feats: Sequence[torch.Tensor],
@@ -287,6 +304,15 @@ def _adapt_one(
     feats = _features(takes, base)
     vocab = base.vocab
     train_feats = [feats[i] for i in train_idx]
+    # variants[k][j]: take train_idx[j] at speed config.speeds[k] (one list: no perturbation)
+    variants = (
+        [train_feats]
+        if not config.speeds
+        else [
+            train_feats if f == 1.0 else [base.inputs(change_speed(takes[i].audio, f)) for i in train_idx]
+            for f in config.speeds
+        ]
+    )
     train_targets = [torch.tensor(vocab.encode(takes[i].text)) for i in train_idx]
     held_feats = [feats[i] for i in held_idx]
     held_refs = [takes[i].text for i in held_idx]
@@ -326,7 +352,8 @@ def _adapt_one(
         stop = False
         for batch in batches:
             model.train()
-            x_list = [train_feats[i] for i in batch]
+            pick = rng.integers(len(variants), size=len(batch))
+            x_list = [variants[int(k)][i] for k, i in zip(pick, batch, strict=True)]
             if specaug is not None:
                 x_list = [specaug(x, generator) for x in x_list]
             xl = torch.tensor([len(x) for x in x_list])

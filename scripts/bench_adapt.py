@@ -13,10 +13,14 @@ Pico en-GB) and each enrollment length:
    before (shipped models) and after (the profile), and the adapted offline model on the
    next voice's test set (what adapting to one voice costs on another).
 
-Every (voice, minutes) cell is one JSON file under ``OUT/cells``: an interrupted run resumes
-at the next cell. ``--report`` renders reports/adaptation.{json,md,png} from the cells there.
+Every (voice, minutes, settings) cell is one JSON file under ``OUT/cells``: an interrupted run
+resumes at the next cell. ``--lr``, ``--steps``, ``--speeds`` and ``--kl-weight`` change the
+adaptation settings, and the cell name and the report carry them. ``--floor`` also scores the
+shipped models on a trained-on voice of each voice's engine family (SEEN_VOICES) speaking the
+same test sentences: what a voice the models know scores. ``--render-only`` renders
+reports/adaptation.{json,md,png} from the cells there.
 
-    nohup nice -n 5 .venv/bin/python scripts/bench_adapt.py --minutes 10 2 --test-utts 60 &
+    nohup taskset -c 0 .venv/bin/python scripts/bench_adapt.py --minutes 10 5 2 --threads 1 --floor &
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import logging
 import os
 import platform
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +55,20 @@ VOICES = {
     "mbrola:mb-us3": Voice("mbrola", "mb-us3", "mb-us3"),
     "pico:en-GB": Voice("pico", "en-GB", "pico-kh0"),
 }
+# A voice of the same engine family that the shipped models were trained on, per held-out voice:
+# the shipped models on it, speaking the same test sentences, show what a trained-on voice scores.
+SEEN_VOICES = {
+    "flite:rms": Voice("flite", "slt", "slt"),
+    "festival:ked_diphone": Voice("festival", "kal_diphone", "kal"),
+    "mbrola:mb-us3": Voice("mbrola", "mb-us1", "mb-us1"),
+    "pico:en-GB": Voice("pico", "en-US", "pico-lh0"),
+}
 MODES = ("offline", "two-pass", "streaming")
+# AdaptConfig fields that do not change what is learnt (a cell with other values of only these
+# still counts as "asr adapt's defaults").
+# What a field that a cell's config lacks (it predates the field) meant: the field's "off".
+ABSENT: dict[str, Any] = {"speeds": []}
+RUN_FIELDS = ("threads", "time_budget_s", "lm", "base_streaming", "base_offline", "kinds")
 DEFAULT_MINUTES = (1.0, 2.0, 5.0, 10.0, 20.0)
 
 
@@ -60,7 +78,43 @@ def slug(voice_id: str) -> str:
 
 def tag(args: argparse.Namespace) -> str:
     """The cell-name suffix of settings other than asr adapt's defaults."""
-    return (f"-s{args.steps}" if args.steps else "") + (f"-kl{args.kl_weight:g}" if args.kl_weight else "")
+    return (
+        (f"-s{args.steps}" if args.steps else "")
+        + (f"-kl{args.kl_weight:g}" if args.kl_weight else "")
+        + (f"-lr{args.lr:g}" if args.lr else "")
+        + ("-sp" + "_".join(f"{f:g}" for f in args.speeds) if args.speeds is not None else "")
+    )
+
+
+def recipe_changes(config: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a cell's adapt config that differ from asr adapt's defaults (AdaptConfig())."""
+    defaults = json.loads(json.dumps(asdict(AdaptConfig())))
+    return {k: v for k, v in config.items() if k not in RUN_FIELDS and k in defaults and defaults[k] != v}
+
+
+def recipe_label(config: dict[str, Any]) -> str:
+    """The learning settings of one adapt config, for the report."""
+    speeds = "/".join(f"{f:g}" for f in config.get("speeds") or []) or "off"
+    return f"lr {config['lr']:g}, {config['steps']} steps, speed perturbation {speeds}" + (
+        f", KL weight {config['kl_weight']:g}" if config.get("kl_weight") else ""
+    )
+
+
+def floor_scores(voice_id: str, args: argparse.Namespace, base: Recognizer) -> dict[str, Any]:
+    """The shipped models on SEEN_VOICES[voice_id] speaking the test sentences (cached)."""
+    out = Path(args.out)
+    seen = SEEN_VOICES[voice_id]
+    sentences = test_sentences(out, args.test_utts)
+    path = out / "floor" / f"{slug(seen.id)}-{len(sentences)}.json"
+    if path.exists():
+        return dict(json.loads(path.read_text()))
+    audios, refs = test_set(seen, out, sentences)
+    log.info("%s (seen in training): shipped models on %d test utterances", seen.id, len(refs))
+    result = {"voice": seen.id, "for": voice_id, "test_utterances": len(refs)}
+    result.update(score_modes(base, audios, refs, MODES))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+    return result
 
 
 def test_sentences(out: Path, n: int, seed: int = 7) -> list[str]:
@@ -188,6 +242,10 @@ def run_cell(voice_id: str, minutes: float, args: argparse.Namespace, base: Reco
         changes["time_budget_s"] = args.time_budget
     if args.kl_weight:
         changes["kl_weight"] = args.kl_weight
+    if args.lr:
+        changes["lr"] = args.lr
+    if args.speeds is not None:
+        changes["speeds"] = tuple(args.speeds)
     cpu_started = time.process_time()
     report = adapt_profile(store, name, AdaptConfig(**changes))
     adapt_seconds = time.perf_counter() - started
@@ -227,78 +285,116 @@ def run_cell(voice_id: str, minutes: float, args: argparse.Namespace, base: Reco
     }
 
 
+def _cell_row(c: dict[str, Any], label: str) -> str:
+    steps = "/".join(f"{m['best_step']} of {m['steps']}" for m in c["adapt_report"]["models"])
+    row = [label, f"{c['minutes_enrolled']:.1f}", str(c["test_utterances"])]
+    for mode in MODES:
+        b, a = c["before"][mode]["wer"], c["after"][mode]["wer"]
+        row.append(f"{100 * b:.1f}% → **{100 * a:.1f}%** ({a / b:.2f}x)" if b else f"{100 * a:.1f}%")
+    row.append(f"{c['adapt_seconds']:.0f} / {c.get('adapt_cpu_seconds', 0):.0f} ({steps})")
+    row.append(f"{c['adapt_report']['config'].get('threads') or 'default'}")
+    row.append(f"{c['load_average'][0]:.1f}")
+    return "| " + " | ".join(row) + " |"
+
+
+CELL_HEADER = [
+    "| voice | enrolled min | test utts | offline before → after | two-pass before → after "
+    "| streaming before → after | adapt wall s / CPU s (steps kept of run, streaming / offline) "
+    "| torch threads | load avg |",
+    "|---|---|---|---|---|---|---|---|---|",
+]
+
+
 def render(out: Path, report: Path) -> None:
-    """reports/adaptation.{json,md,png} from every finished cell."""
+    """reports/adaptation.{json,md,png} from every finished cell and floor figure."""
     cells = [json.loads(p.read_text()) for p in sorted((out / "cells").glob("*.json"))]
+    for c in cells:
+        c["recipe_changes"] = recipe_changes(c["adapt_report"]["config"])
     cells.sort(
-        key=lambda c: (
-            list(VOICES).index(c["voice"]),
-            c["minutes_asked"],
-            c.get("steps_asked") or 0,
-            c.get("kl_weight", 0.0),
-        )
+        key=lambda c: (list(VOICES).index(c["voice"]), c["minutes_asked"], json.dumps(c["recipe_changes"]))
     )
+    # the other voice's shipped-model figures, when measured after this cell
+    shipped = {(c["voice"], c["test_utterances"]): c["before"]["offline"] for c in cells}
+    for c in cells:
+        x = c.get("cross_voice")
+        if x and not x["before"]:
+            x["before"] = shipped.get((x["voice"], c["test_utterances"]))
+    found = {f["for"]: f for f in (json.loads(p.read_text()) for p in (out / "floor").glob("*.json"))}
+    floors = {v: found[v] for v in VOICES if v in found}
+    defaults = asdict(AdaptConfig())
     meta = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared with other jobs: see load_average)",
         "test_set": "corpus test-split sentences, each voice speaking the same ones",
         "enrollment": "asr/prompts.txt in order (train-split sentences), disjoint from the test sentences",
-        "adapt_config": "asr adapt defaults (AdaptConfig()) unless adapt_report.config says otherwise",
+        "adapt_config": "asr adapt defaults (AdaptConfig()) unless recipe_changes says otherwise",
+        "defaults": recipe_label(defaults),
     }
     report.parent.mkdir(parents=True, exist_ok=True)
-    report.with_suffix(".json").write_text(json.dumps({"meta": meta, "cells": cells}, indent=1) + "\n")
+    report.with_suffix(".json").write_text(
+        json.dumps({"meta": meta, "cells": cells, "floor": list(floors.values())}, indent=1) + "\n"
+    )
+    current = [c for c in cells if not c["recipe_changes"]]
+    others = [c for c in cells if c["recipe_changes"]]
     lines = [
         "# Speaker adaptation: WER with the LM against minutes of enrollment",
         "",
         "Held-out voices (no training set has them). Test: corpus test-split sentences spoken by each "
-        "voice; enrollment: the shipped prompts (train-split sentences). `asr adapt` defaults. "
-        "Produced by `scripts/bench_adapt.py`.",
+        "voice; enrollment: the shipped prompts (train-split sentences). Produced by "
+        "`scripts/bench_adapt.py`.",
         "",
-        "| voice | enrolled min | test utts | offline before → after | two-pass before → after "
-        "| streaming before → after | adapt wall s / CPU s (steps streaming/offline) | load avg |",
-        "|---|---|---|---|---|---|---|---|",
+        f"`asr adapt` defaults ({recipe_label(defaults)}):",
+        "",
+        *CELL_HEADER,
+        *(_cell_row(c, c["voice"]) for c in current),
     ]
-    for c in cells:
-        steps = "/".join(str(m["steps"]) for m in c["adapt_report"]["models"])
-        voice = c["voice"] + "".join(
-            f" ({label} {c[key]:g})"
-            for key, label in (("steps_asked", "steps"), ("kl_weight", "KL weight"))
-            if c.get(key)
-        )
-        row = [voice, f"{c['minutes_enrolled']:.1f}", str(c["test_utterances"])]
-        for mode in MODES:
-            b, a = c["before"][mode]["wer"], c["after"][mode]["wer"]
-            row.append(f"{100 * b:.1f}% → **{100 * a:.1f}%** ({a / b:.2f}x)" if b else f"{100 * a:.1f}%")
-        row.append(f"{c['adapt_seconds']:.0f} / {c.get('adapt_cpu_seconds', 0):.0f} ({steps})")
-        row.append(f"{c['load_average'][0]:.1f}")
-        lines.append("| " + " | ".join(row) + " |")
-    for c in cells:  # the other voice's shipped-model figures, when measured after this cell
-        x = c.get("cross_voice")
-        base_file = out / "base" / f"{slug(x['voice'])}-{c['test_utterances']}.json" if x else None
-        if x and not x["before"] and base_file is not None and base_file.exists():
-            x["before"] = json.loads(base_file.read_text())["offline"]
+    if others:
+        lines += [
+            "",
+            "Other adaptation settings (what differs from the defaults above):",
+            "",
+            *CELL_HEADER,
+            *(_cell_row(c, f"{c['voice']} ({recipe_label(c['adapt_report']['config'])})") for c in others),
+        ]
+    if floors:
+        adapted: dict[str, list[str]] = {}
+        for c in current:
+            if c["minutes_asked"] == 10.0:
+                runs = adapted.setdefault(c["voice"], [])
+                runs.append(" / ".join(f"{100 * c['after'][m]['wer']:.1f}%" for m in MODES))
+        lines += [
+            "",
+            "A trained-on voice of the same engine family, speaking the same test sentences, "
+            "through the shipped models (WER with the LM), beside the held-out voice adapted "
+            "with 10 minutes (each run of the defaults above):",
+            "",
+            "| held-out voice | trained-on voice | offline | two-pass | streaming "
+            "| held-out voice adapted: offline / two-pass / streaming |",
+            "|---|---|---|---|---|---|",
+        ]
+        for voice_id, f in floors.items():
+            after = "; ".join(adapted.get(voice_id, [])) or "-"
+            lines.append(
+                f"| {voice_id} | {f['voice']} | "
+                + " | ".join(f"{100 * f[m]['wer']:.1f}%" for m in MODES)
+                + f" | {after} |"
+            )
     cross = [c for c in cells if c.get("cross_voice") and c["cross_voice"]["before"]]
     if cross:
         lines += [
             "",
             "Adapted to one voice, tested on another (offline mode, WER with the LM):",
             "",
-            "| adapted to | tested on | shipped model | adapted model |",
-            "|---|---|---|---|",
+            "| adapted to | settings | tested on | shipped model | adapted model |",
+            "|---|---|---|---|---|",
         ]
         for c in cross:
             x = c["cross_voice"]
-            kl = "".join(
-                f", {label} {c[key]:g}"
-                for key, label in (("steps_asked", "steps"), ("kl_weight", "KL weight"))
-                if c.get(key)
-            )
+            settings = recipe_label(c["adapt_report"]["config"]) if c["recipe_changes"] else "defaults"
             lines.append(
-                f"| {c['voice']} ({c['minutes_enrolled']:.1f} min{kl}) | {x['voice']} | "
+                f"| {c['voice']} ({c['minutes_enrolled']:.1f} min) | {settings} | {x['voice']} | "
                 f"{100 * x['before']['wer']:.1f}% | {100 * x['after']['wer']:.1f}% |"
             )
-    done = {
-        (c["voice"], c["minutes_asked"]) for c in cells if not (c.get("kl_weight") or c.get("steps_asked"))
-    }
+    done = {(c["voice"], c["minutes_asked"]) for c in current}
     missing = [f"{v} {m:g} min" for m in DEFAULT_MINUTES for v in VOICES if (v, m) not in done]
     lines += [
         "",
@@ -306,7 +402,7 @@ def render(out: Path, report: Path) -> None:
         "evaluations and the before/after report; CPU time is the process's, all threads.",
     ]
     if missing:
-        lines.append(f"Not run (of the full grid): {', '.join(missing)}.")
+        lines.append(f"Not run with the defaults (of the full grid): {', '.join(missing)}.")
     report.with_suffix(".md").write_text("\n".join(lines) + "\n")
     try:
         import matplotlib
@@ -319,20 +415,20 @@ def render(out: Path, report: Path) -> None:
     fig, axes = plt.subplots(1, len(MODES), figsize=(4.2 * len(MODES), 3.6), sharey=True)
     for ax, mode in zip(axes, MODES, strict=True):
         for voice_id in VOICES:
-            mine = [
-                c
-                for c in cells
-                if c["voice"] == voice_id and not (c.get("kl_weight") or c.get("steps_asked"))
-            ]
+            mine = [c for c in current if c["voice"] == voice_id]
             if not mine:
                 continue
-            xs = [0.0] + [c["minutes_enrolled"] for c in mine]
-            ys = [100 * mine[0]["before"][mode]["wer"]] + [100 * c["after"][mode]["wer"] for c in mine]
+            lengths = sorted({c["minutes_asked"] for c in mine})  # runs of one length: their mean
+            xs = [0.0] + lengths
+            ys = [100 * mine[0]["before"][mode]["wer"]] + [
+                100 * float(np.mean([c["after"][mode]["wer"] for c in mine if c["minutes_asked"] == m]))
+                for m in lengths
+            ]
             ax.plot(xs, ys, marker="o", label=voice_id)
         ax.set_title(mode)
         ax.set_xlabel("enrollment minutes")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("WER with the LM (%)")
+    axes[0].set_ylabel("WER with the LM (%), mean of the runs")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(report.with_suffix(".png"), dpi=110)
@@ -341,7 +437,13 @@ def render(out: Path, report: Path) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--voices", nargs="+", default=list(VOICES), choices=list(VOICES))
-    p.add_argument("--minutes", nargs="+", type=float, default=list(DEFAULT_MINUTES))
+    p.add_argument(
+        "--minutes",
+        nargs="*",
+        type=float,
+        default=list(DEFAULT_MINUTES),
+        help="enrollment lengths (none: no cells)",
+    )
     p.add_argument("--test-utts", type=int, default=60)
     p.add_argument("--threads", type=int, default=0, help="torch threads for adaptation (0: default)")
     p.add_argument("--steps", type=int, default=0, help="adaptation steps (0: asr adapt's default)")
@@ -355,6 +457,19 @@ def main() -> int:
     p.add_argument(
         "--kl-weight", type=float, default=0.0, help="asr adapt --kl-weight (cells are kept apart by it)"
     )
+    p.add_argument("--lr", type=float, default=0.0, help="adaptation learning rate (0: asr adapt's default)")
+    p.add_argument(
+        "--speeds",
+        type=float,
+        nargs="*",
+        default=None,
+        help="speed perturbation factors (none given: off; the option left out: asr adapt's default)",
+    )
+    p.add_argument(
+        "--floor",
+        action="store_true",
+        help="also score the shipped models on a trained-on voice of each voice's engine family",
+    )
     p.add_argument("--out", default="data/bench-adapt")
     p.add_argument("--report", default="reports/adaptation", help="report path stem")
     p.add_argument("--render-only", action="store_true", help="only render the report from finished cells")
@@ -364,6 +479,9 @@ def main() -> int:
     out = Path(args.out)
     if not args.render_only:
         base = Recognizer.load()
+        if args.floor:
+            for voice_id in args.voices:
+                floor_scores(voice_id, args, base)
         for minutes in args.minutes:
             for voice_id in args.voices:
                 cell = out / "cells" / f"{slug(voice_id)}-{minutes:g}m{tag(args)}.json"

@@ -213,3 +213,25 @@ def test_enroll_adapt_eval_through_the_cli(
 def test_adapt_cli_rejects_bad_names(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["adapt", "a/b", "--profiles-dir", str(tmp_path)]) == 1
     assert "profile name" in capsys.readouterr().err
+
+
+def test_speed_perturbation_resamples_the_takes() -> None:
+    from asr.adapt import change_speed
+
+    audio = speechlike("go on now")
+    assert change_speed(audio, 1.0) is audio
+    for factor in (0.9, 1.1):
+        out = change_speed(audio, factor)
+        assert out.dtype == audio.dtype
+        assert abs(len(out) - len(audio) / factor) <= 2
+
+
+def test_adapting_with_speed_perturbation(enrolled: ProfileStore, bases: tuple[Path, Path]) -> None:
+    torch.manual_seed(0)
+    config = tiny_config(bases, kinds=("offline",), speeds=(0.9, 1.0, 1.1), steps=20)
+    (m,) = adapt_profile(enrolled, "anna", config).models
+    assert m.steps == 20 and m.last_loss < m.first_loss
+    assert [h["step"] for h in m.history] == [0, 10, 20]
+    assert m.after.cer == min(h["heldout_cer"] for h in m.history)
+    with pytest.raises(ValueError, match="speed"):
+        AdaptConfig(speeds=(0.1,))

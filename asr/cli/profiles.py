@@ -164,6 +164,7 @@ def _adapt(args: argparse.Namespace) -> int:
         kl_weight=args.kl_weight,
         train_layers=args.train_layers,
         time_budget_s=args.time_budget,
+        speeds=tuple(args.speeds),
         threads=args.threads,
         base_streaming=args.streaming_model,
         base_offline=args.offline_model,
@@ -201,6 +202,7 @@ ADAPT_DEFAULTS = {
     "kl_weight": 0.0,
     "train_layers": "all",
     "time_budget_s": 270.0,
+    "speeds": (),
     "base_streaming": "streaming",
     "base_offline": "offline",
 }
@@ -233,6 +235,14 @@ def _register_adapt(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--time-budget", type=float, default=d.time_budget_s, help="seconds of training per model at most"
+    )
+    p.add_argument(
+        "--speeds",
+        type=float,
+        nargs="*",
+        default=list(d.speeds),
+        metavar="F",
+        help="speed perturbation: train on each take resampled to these speeds (e.g. 0.9 1.0 1.1; none: off)",
     )
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     p.add_argument("--streaming-model", default=d.base_streaming, help="streaming model to start from")
