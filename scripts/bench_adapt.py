@@ -424,8 +424,10 @@ def render(out: Path, report: Path) -> None:
                 100 * float(np.mean([c["after"][mode]["wer"] for c in mine if c["minutes_asked"] == m]))
                 for m in lengths
             ]
-            ax.plot(xs, ys, marker="o", label=voice_id)
-        ax.set_title(mode)
+            (line,) = ax.plot(xs, ys, marker="o", label=voice_id)
+            if voice_id in floors:  # the shipped models on a trained-on voice of the same engine
+                ax.axhline(100 * floors[voice_id][mode]["wer"], color=line.get_color(), ls="--", lw=0.8)
+        ax.set_title(f"{mode} (dashed: a trained-on voice)" if floors else mode)
         ax.set_xlabel("enrollment minutes")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("WER with the LM (%), mean of the runs")
