@@ -27,6 +27,10 @@ Measured:
   divided by the audio seconds all streams sent. Unlike a stream count, this carries
   over between machines (streams that fit ~ cores x headroom / this figure).
 
+With ``--profiles-dir DIR --profiles NAME ...`` the streams take turns: each profile in
+order, then the base models, round and round (so with 10 profiles one stream in 11 is a
+base-model stream); the server loads the profiles as streams ask for them and keeps them all.
+
 Writes reports/load_bench.json and reports/load_bench.md (``--out`` changes the prefix);
 the exit code is 1 if any stream failed.
 Other busy processes on the machine make the numbers meaningless: the report records
@@ -37,7 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
+import itertools
 import json
 import os
 import resource
@@ -140,12 +144,14 @@ class PacedSource:
             yield chunk
 
 
-def run_stream(client: RecognizerClient, audio: np.ndarray, mode: str, chunk_ms: float) -> StreamRecord:
+def run_stream(
+    client: RecognizerClient, audio: np.ndarray, mode: str, chunk_ms: float, profile: str = ""
+) -> StreamRecord:
     """One paced stream of one utterance; latencies from the client's own clock."""
     source = PacedSource(audio, chunk_ms)
     record = StreamRecord(audio_seconds=len(audio) / SAMPLE_RATE)
     arrivals: list[tuple[float, bool, float]] = []  # (arrival, is_final, result end)
-    options = StreamOptions(model=mode, interim_results=mode != "offline")
+    options = StreamOptions(model=mode, interim_results=mode != "offline", profile=profile)
     try:
         for event in client.stream(source, options, timeout=record.audio_seconds + 60):
             if event.has_result:
@@ -198,9 +204,18 @@ def load_clips(paths: list[str]) -> list[np.ndarray]:
 
 
 def run_load(
-    port: int, clips: list[np.ndarray], streams: int, seconds: float, ramp: float, mode: str, chunk_ms: float
+    port: int,
+    clips: list[np.ndarray],
+    streams: int,
+    seconds: float,
+    ramp: float,
+    mode: str,
+    chunk_ms: float,
+    profiles: Iterator[str] | None = None,
 ) -> tuple[list[StreamRecord], float, float, dict[str, float]]:
-    """Keep ``streams`` slots busy for ``seconds``; returns (records, start, end, server stats)."""
+    """Keep ``streams`` slots busy for ``seconds``, each stream with the next of ``profiles``;
+    returns (records, start, end, server stats)."""
+    profiles = profiles or itertools.repeat("")
     records: list[StreamRecord] = []
     lock = threading.Lock()
     with RecognizerClient(f"127.0.0.1:{port}") as client:
@@ -211,7 +226,9 @@ def run_load(
             time.sleep(ramp * i / streams)
             k = i
             while time.monotonic() < deadline:
-                record = run_stream(client, clips[k % len(clips)], mode, chunk_ms)
+                with lock:
+                    profile = next(profiles)
+                record = run_stream(client, clips[k % len(clips)], mode, chunk_ms, profile)
                 k += 1
                 with lock:
                     records.append(record)
@@ -228,7 +245,9 @@ def run_load(
     return records, start, end, server
 
 
-async def run_stream_aio(stub: Any, audio: np.ndarray, mode: str, chunk_ms: float) -> StreamRecord:
+async def run_stream_aio(
+    stub: Any, audio: np.ndarray, mode: str, chunk_ms: float, profile: str = ""
+) -> StreamRecord:
     """:func:`run_stream` on grpc.aio: one event loop paces and reads every stream."""
     import grpc
     from asr.client.aio import wait_accepted
@@ -241,7 +260,7 @@ async def run_stream_aio(stub: Any, audio: np.ndarray, mode: str, chunk_ms: floa
     lags: list[float] = []
     config = asr_pb2.StreamingRecognitionConfig(
         config=asr_pb2.RecognitionConfig(
-            encoding=asr_pb2.LINEAR16, sample_rate_hertz=SAMPLE_RATE, model=mode
+            encoding=asr_pb2.LINEAR16, sample_rate_hertz=SAMPLE_RATE, model=mode, profile=profile
         ),
         interim_results=mode != "offline",
     )
@@ -292,9 +311,17 @@ async def run_stream_aio(stub: Any, audio: np.ndarray, mode: str, chunk_ms: floa
 
 
 def run_load_aio(
-    port: int, clips: list[np.ndarray], streams: int, seconds: float, ramp: float, mode: str, chunk_ms: float
+    port: int,
+    clips: list[np.ndarray],
+    streams: int,
+    seconds: float,
+    ramp: float,
+    mode: str,
+    chunk_ms: float,
+    profiles: Iterator[str] | None = None,
 ) -> tuple[list[StreamRecord], float, float, dict[str, float]]:
     """:func:`run_load` with an asyncio client (``--client aio``)."""
+    names = profiles or itertools.repeat("")
     from grpc import aio
 
     from asr.v1 import asr_pb2_grpc
@@ -305,7 +332,7 @@ def run_load_aio(
         async with aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = asr_pb2_grpc.RecognizerStub(channel)
             return await paced_slots(
-                lambda clip: run_stream_aio(stub, clip, mode, chunk_ms),
+                lambda clip: run_stream_aio(stub, clip, mode, chunk_ms, next(names)),
                 clips,
                 streams,
                 seconds,
@@ -339,7 +366,13 @@ def write_report(report: dict[str, Any], out: Path) -> str:
         f"over {report.get('transport', 'grpc')}, mode "
         f"`{report['mode']}`, {report['chunk_ms']} ms chunks, {report['seconds']} s; server in its own "
         f"process; {report['machine']}, load average {report['load_average_at_start']} at the start. "
-        f"Server settings: {report['server_config'] or 'defaults'}.",
+        f"Server settings: {report['server_config'] or 'defaults'}."
+        + (
+            f" Streams take turns with the speaker profiles {', '.join(report['profiles'])} and the base "
+            "models."
+            if report.get("profiles")
+            else ""
+        ),
         "",
         "| measure | value |",
         "|---|---|",
@@ -409,6 +442,14 @@ def main() -> int:
         default="grpc",
         help="streams over gRPC, or over the Vosk WebSocket protocol of `asr serve --ws-port` (ws)",
     )
+    parser.add_argument(
+        "--profiles",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="speaker profiles (in --profiles-dir) the streams take turns with, the base models last",
+    )
+    parser.add_argument("--profiles-dir", help="server: the profiles folder (asr serve --profiles-dir)")
     parser.add_argument("--out", default="reports/load_bench", help="report path prefix")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--server-config", default="{}", help=argparse.SUPPRESS)
@@ -416,6 +457,10 @@ def main() -> int:
     if args.child:
         return serve_child(args.server_threads, args.max_streams, json.loads(args.server_config))
     server_extra = server_settings(args)
+    if args.profiles:
+        if args.transport == "ws" or not args.profiles_dir:
+            parser.error("--profiles needs --profiles-dir and the gRPC transport")
+        server_extra |= {"profiles_dir": args.profiles_dir, "max_profiles": len(args.profiles)}
     if not (1 <= args.streams <= 1000 and 0 < args.seconds <= 3600 and args.chunk_ms > 0 and args.ramp >= 0):
         parser.error("expected 1 <= --streams <= 1000, 0 < --seconds <= 3600, --chunk-ms > 0, --ramp >= 0")
 
@@ -435,12 +480,13 @@ def main() -> int:
             flush=True,
         )
         cpu_before = resource.getrusage(resource.RUSAGE_SELF)
-        runner = run_load_aio if args.client == "aio" else run_load
+        load = (port, clips, args.streams, args.seconds, args.ramp, args.mode, args.chunk_ms)
         if ws_port:
-            runner = functools.partial(run_load_ws, ws_port=ws_port)
-        records, start, end, server_stats = runner(
-            port, clips, args.streams, args.seconds, args.ramp, args.mode, args.chunk_ms
-        )
+            records, start, end, server_stats = run_load_ws(*load, ws_port=ws_port)
+        else:
+            runner = run_load_aio if args.client == "aio" else run_load
+            profiles = itertools.cycle([*args.profiles, ""])
+            records, start, end, server_stats = runner(*load, profiles=profiles)
         cpu_after = resource.getrusage(resource.RUSAGE_SELF)
         monitor.stop()
         lifetime_peak = monitor.peak_rss()
@@ -462,6 +508,7 @@ def main() -> int:
         "server_threads": args.server_threads,
         "client": args.client,
         "transport": args.transport,
+        "profiles": args.profiles,
         "server_config": server_extra,
         "wall_seconds": round(wall, 1),
         "streams_ok": codes.get("OK", 0),

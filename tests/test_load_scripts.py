@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
 from asr.server.app import ServerConfig, start_in_thread
 
+from asr.profiles import ProfileStore
+from tests.enroll_helpers import fake_adapted_profile
 from tests.helpers import load_script, make_tiny_recognizer, noise
 
 
@@ -25,6 +28,29 @@ def test_aio_load_client_measures_partials_and_finals(tmp_path: Path) -> None:
     assert all(r.final_ms is not None and r.final_ms >= 0 for r in records)
     assert sum(len(r.partial_ms) for r in records) > 0
     assert all(0 <= ms < 60_000 for r in records for ms in r.partial_ms)
+    assert stats["total_streams"] == len(records)
+
+
+def test_aio_load_client_takes_turns_with_profiles_and_the_base(tmp_path: Path) -> None:
+    bench_load = load_script("bench_load")
+    store = ProfileStore(tmp_path / "profiles")
+    fake_adapted_profile(store, "anna", seed=5, blank_share=0.4)
+    fake_adapted_profile(store, "ben", seed=6, blank_share=0.6)
+    config = ServerConfig(
+        host="127.0.0.1", port=0, grace_s=0.5, profiles_dir=str(store.root), max_profiles=2, int8=False
+    )
+    server = start_in_thread(config, make_tiny_recognizer(tmp_path / "base"))
+    try:
+        clips = [noise(0.8, seed=1)]
+        turns = itertools.cycle(["anna", "ben", ""])
+        records, _, _, stats = bench_load.run_load_aio(
+            server.port, clips, 3, 1.0, 0.2, "stream", 100.0, profiles=turns
+        )
+        loaded = server.handle.service.engine.profiles.loaded  # type: ignore[union-attr]
+    finally:
+        server.stop()
+    assert len(records) >= 3 and all(r.status == "OK" for r in records)
+    assert sorted(loaded) == ["anna", "ben"]
     assert stats["total_streams"] == len(records)
 
 
