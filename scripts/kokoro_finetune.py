@@ -5,7 +5,7 @@ Two fine-tunes of the shipped offline model (BiLSTM), side by side, from the sam
 with the same number of steps, lr schedule, seed and augmentation, one CPU thread each:
 
 * **control**: a slice of the main corpus (``data/corpus``) and of the training-only
-  supplements' engines (``data/k39-supp``): the kind of data the shipped model was trained on;
+  supplements' engines (``data/corpus-supp-slice``): the kind of data the shipped model was trained on;
 * **treatment**: the same slice plus the Kokoro corpus's training split
   (``data/corpus-kokoro``), repeated until it is about a third of the hours (``--kokoro-share``).
 
@@ -16,7 +16,7 @@ both fine-tunes are scored with the same code as ``asr eval`` (:func:`evaluate_m
   held-out voices recorded from people (flite rms, festival ked, mbrola us3/de4/pl1);
 * the Pico set (SVOX Pico en-GB, a held-out voice): greedy CER, and WER with beam + LM;
 * the real-speech smoke set: WER with beam + LM (and greedy);
-* the Kokoro corpus's held-out styles (``data/k39-kokoro-test``): greedy CER and WER.
+* the Kokoro corpus's held-out styles (``data/kokoro-test``): greedy CER and WER.
 
 Steps (each resumable; ``all`` runs them in order)::
 
@@ -66,16 +66,16 @@ class Settings:
 
     corpus: str = "data/corpus"  # main corpus slice: its train, dev and test splits
     corpus_hours: float = 6.0
-    supplement: str = "data/k39-supp"  # training-only engines of the shipped model's supplements
+    supplement: str = "data/corpus-supp-slice"  # training-only engines of the shipped model's supplements
     supplement_hours: float = 2.0
     supplement_engines: str = "mbrola-x=0.35 rhvoice=0.27 piper=0.2 festival-x=0.1 pico=0.08"
     kokoro: str = "data/corpus-kokoro"  # Kokoro corpus; its train shards are read
     kokoro_hours: float = 3.0  # what its build asks for (it may be stopped earlier)
-    kokoro_test: str = "data/k39-kokoro-test"  # the Kokoro corpus's test split, built on its own
+    kokoro_test: str = "data/kokoro-test"  # the Kokoro corpus's test split, built on its own
     kokoro_test_utts: int = 120  # one shard: the first half of the corpus's own 240-utterance test split
     smoke: str = "data/smoke/manifest.jsonl"
     pico: str = "data/pico-eval/manifest.jsonl"
-    work: str = "data/k39-runs"
+    work: str = "data/kokoro-finetune"
     base: str = "models/offline/model.pt"
     kind: str = "offline"
     kokoro_share: float = 0.33  # the treatment's share of hours from Kokoro (by repeating it)
@@ -519,7 +519,7 @@ def write_report(s: Settings) -> None:
         ("real-speech smoke set, CER beam + LM", lambda e: e["smoke"]["beam_lm"]["cer"]),
         ("real-speech smoke set, greedy WER", lambda e: e["smoke"]["greedy"]["wer"]),
         (
-            "Kokoro held-out styles (`data/k39-kokoro-test`, 120 utterances, 6 styles)",
+            "Kokoro held-out styles (`data/kokoro-test`, 120 utterances, 6 styles)",
             lambda e: e["kokoro_test"]["greedy"]["cer"],
         ),
         ("Kokoro held-out styles, greedy WER", lambda e: e["kokoro_test"]["greedy"]["wer"]),
