@@ -160,19 +160,32 @@ def run_stream(
         record.status = e.code.name
     except Exception as e:  # noqa: BLE001 - counted, not fatal: the benchmark goes on
         record.status = f"client:{type(e).__name__}"
-    sent = np.array(source.sent)
-    ends = source.ends[: len(sent)]
+    return score_arrivals(record, arrivals, source.sent, source.ends, source.lag)
+
+
+def score_arrivals(
+    record: StreamRecord,
+    arrivals: list[tuple[float, bool, float]],
+    sent: list[float],
+    ends: np.ndarray,
+    lags: list[float],
+) -> StreamRecord:
+    """Fill ``record``'s latencies from the results' (arrival, is_final, result end) times, the
+    chunks' send times, their audio end times (all chunks, sent or not) and the pacer's lags."""
+    sent_a = np.array(sent)
+    all_sent = len(sent_a) == len(ends)
+    ends = ends[: len(sent_a)]
     for arrival, is_final, end in arrivals:
         if is_final:
             record.finals += 1
-            if len(sent) == len(source.chunks) and arrival >= sent[-1]:
-                record.final_ms = 1000 * (arrival - sent[-1])  # the last one wins
+            if all_sent and arrival >= sent_a[-1]:
+                record.final_ms = 1000 * (arrival - sent_a[-1])  # the last one wins
             continue
         # The newest chunk this partial covers (and that had been sent when it arrived).
-        covered = np.nonzero((ends <= end + COVER_SLACK_S) & (sent <= arrival))[0]
+        covered = np.nonzero((ends <= end + COVER_SLACK_S) & (sent_a <= arrival))[0]
         if len(covered):
-            record.partial_ms.append(1000 * (arrival - sent[covered[-1]]))
-    record.lag_ms = [1000 * x for x in source.lag]
+            record.partial_ms.append(1000 * (arrival - sent_a[covered[-1]]))
+    record.lag_ms = [1000 * x for x in lags]
     return record
 
 
@@ -296,18 +309,7 @@ async def run_stream_aio(
     except Exception as e:  # noqa: BLE001 - counted, not fatal
         record.status = f"client:{type(e).__name__}"
         record.detail = str(e)[:300]
-    sent_a = np.array(sent)
-    for arrival, is_final, end in arrivals:
-        if is_final:
-            record.finals += 1
-            if len(sent_a) == len(chunks) and arrival >= sent_a[-1]:
-                record.final_ms = 1000 * (arrival - sent_a[-1])
-            continue
-        covered = np.nonzero((ends[: len(sent_a)] <= end + COVER_SLACK_S) & (sent_a <= arrival))[0]
-        if len(covered):
-            record.partial_ms.append(1000 * (arrival - sent_a[covered[-1]]))
-    record.lag_ms = [1000 * x for x in lags]
-    return record
+    return score_arrivals(record, arrivals, sent, ends, lags)
 
 
 def run_load_aio(

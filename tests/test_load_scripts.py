@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import numpy as np
 import pytest
 from asr.server.app import ServerConfig, start_in_thread
 
@@ -79,3 +80,20 @@ def test_capacity_verdict(run: dict, holds: bool) -> None:
     ok, why = load_script("bench_capacity").verdict(run, chunk_ms=100.0)
     assert ok is holds
     assert bool(why) is not holds
+
+
+def test_score_arrivals_times_partials_from_the_newest_covered_chunk_and_finals_from_the_last() -> None:
+    bench_load = load_script("bench_load")
+    ends = np.array([0.1, 0.2, 0.3])
+    arrivals = [(10.05, False, 0.1), (10.25, False, 0.2), (10.4, True, 0.3)]
+    record = bench_load.score_arrivals(
+        bench_load.StreamRecord(audio_seconds=0.3), arrivals, [10.0, 10.1, 10.2], ends, [0.0, 0.001, 0.0]
+    )
+    assert record.partial_ms == pytest.approx([50.0, 150.0])  # chunks 0 and 1, sent at 10.0 and 10.1
+    assert record.final_ms == pytest.approx(200.0) and record.finals == 1
+    assert record.lag_ms == pytest.approx([0.0, 1.0, 0.0])
+    # A stream cut short (not every chunk sent) has no final latency.
+    short = bench_load.score_arrivals(
+        bench_load.StreamRecord(audio_seconds=0.3), arrivals, [10.0, 10.1], ends, [0.0, 0.0]
+    )
+    assert short.final_ms is None and short.finals == 1
